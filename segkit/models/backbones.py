@@ -1,0 +1,118 @@
+"""One way to build a backbone from its name: segkit's Res2Net family and the timm ResNet baselines.
+
+Every backbone's ``forward(x)`` returns the four stage outputs (after layer1..layer4) as a list, and it carries
+``out_channels`` and ``strides`` (the reduction of each map relative to the input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from segkit.errors import SegkitError, unknown_name
+from segkit.models.checkpoint import load_backbone_weights
+from segkit.models.res2net import RES2NET_ALIASES, RES2NET_SPECS, Res2Net
+
+# timm's name for each segkit Res2Net variant (used for pretrained='timm').
+TIMM_NAMES: dict[str, str] = {
+    "res2net50_26w_4s": "res2net50_26w_4s",
+    "res2net50_48w_2s": "res2net50_48w_2s",
+    "res2net50_14w_8s": "res2net50_14w_8s",
+    "res2net50_26w_6s": "res2net50_26w_6s",
+    "res2net50_26w_8s": "res2net50_26w_8s",
+    "res2net101_26w_4s": "res2net101_26w_4s",
+    "res2next50": "res2next50",
+    "res2net50_v1b_26w_4s": "res2net50d",
+    "res2net101_v1b_26w_4s": "res2net101d",
+}
+
+# Baselines for every comparison: not rewritten, taken from timm.
+BASELINES: tuple[str, ...] = ("resnet50", "resnet50d", "resnet101")
+
+
+class TimmFeatures(nn.Module):
+    """A timm network as a feature extractor with segkit's backbone contract (layer1..layer4 outputs)."""
+
+    def __init__(self, name: str, output_stride: int = 32, pretrained: bool = False) -> None:
+        super().__init__()
+        import timm
+
+        kwargs = {} if output_stride == 32 else {"output_stride": output_stride}
+        self.body = timm.create_model(
+            name, pretrained=pretrained, features_only=True, out_indices=(1, 2, 3, 4), **kwargs
+        )
+        self.name = name
+        self.out_channels: tuple[int, ...] = tuple(self.body.feature_info.channels())
+        self.strides: tuple[int, ...] = tuple(min(s, output_stride) for s in self.body.feature_info.reduction())
+        self.output_stride = output_stride
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.body(x))
+
+
+def _build_res2net(name: str) -> Callable[[int], nn.Module]:
+    return lambda output_stride: Res2Net(RES2NET_SPECS[name], output_stride=output_stride)
+
+
+def _build_timm(name: str) -> Callable[[int], nn.Module]:
+    return lambda output_stride: TimmFeatures(name, output_stride=output_stride)
+
+
+BACKBONES: dict[str, Callable[[int], nn.Module]] = {
+    **{name: _build_res2net(name) for name in RES2NET_SPECS},
+    **{alias: _build_res2net(target) for alias, target in RES2NET_ALIASES.items()},
+    **{name: _build_timm(name) for name in BASELINES},
+}
+
+
+def backbone_names() -> list[str]:
+    """All names ``create_backbone`` accepts (official Res2Net names, timm aliases, ResNet baselines)."""
+    return sorted(BACKBONES)
+
+
+def create_backbone(name: str, *, output_stride: int = 32, pretrained: str | Path | None = None) -> nn.Module:
+    """Build a backbone by name.
+
+    Args:
+        name: a Res2Net variant under its official name (``res2net50_26w_4s``, ...), a timm alias
+            (``res2net50d``, ``res2net101d``) or a timm ResNet baseline (``resnet50``, ``resnet50d``).
+        output_stride: 8, 16 or 32; the strides past it become dilations.
+        pretrained: ``None`` (random weights), a local checkpoint file (official .pth, timm, or nested under
+            'state_dict'/'model', with or without a 'module.' prefix), or ``"timm"`` to fetch timm's weights.
+
+    Returns:
+        A module whose ``forward(x)`` returns the list of the four stage outputs, with ``out_channels`` and
+        ``strides`` attributes.
+    """
+    if name not in BACKBONES:
+        raise unknown_name("backbone", name, BACKBONES)
+    if output_stride not in (8, 16, 32):
+        raise SegkitError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    model = BACKBONES[name](output_stride)
+    if pretrained is None:
+        return model
+    if str(pretrained) == "timm":
+        _load_timm_weights(model, name)
+    else:
+        load_backbone_weights(model, pretrained)
+    return model
+
+
+def _load_timm_weights(model: nn.Module, name: str) -> None:
+    import timm
+
+    canonical = RES2NET_ALIASES.get(name, name)
+    timm_name = TIMM_NAMES.get(canonical, canonical)
+    try:
+        source = timm.create_model(timm_name, pretrained=True)
+    except Exception as err:  # no network, hub unreachable, no weights for the name
+        raise SegkitError(
+            f"could not download timm's pretrained weights for '{timm_name}' ({type(err).__name__}: {err}). "
+            "Without network access, pass a local checkpoint file instead: pretrained='/path/to/weights.pth'."
+        ) from None
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}
+    target = model.body if isinstance(model, TimmFeatures) else model
+    target.load_state_dict(state, strict=True)

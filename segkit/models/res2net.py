@@ -1,0 +1,229 @@
+"""Res2Net and Res2NeXt backbones (Gao et al., "Res2Net: A New Multi-Scale Backbone Architecture", TPAMI 2021).
+
+A Bottle2neck splits the 3x3 stage of a ResNet bottleneck into ``scale`` groups of ``width`` channels linked
+hierarchically: y_1 = K_1(x_1), y_i = K_i(x_i + y_{i-1}), and the last split passes through untouched. The first
+("stage") block of every layer has no hierarchical add and average-pools its last split instead.
+
+Parameter and buffer names follow the official checkpoints and timm exactly (``conv1``/``conv1.N``, ``bn1``,
+``layerL.B.{conv1,bn1,convs.N,bns.N,conv3,bn3,downsample.N}``), so their weights load with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EXPANSION = 4  # bottleneck output channels = planes * EXPANSION
+STAGE_PLANES = (64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class Res2NetSpec:
+    """Hyper-parameters of one Res2Net variant, named as in the paper and the official code."""
+
+    layers: tuple[int, int, int, int]  # blocks per stage (layer1..layer4)
+    base_width: int = 26  # "w": channels of one split for planes=64
+    scale: int = 4  # "s": number of splits
+    cardinality: int = 1  # groups of the 3x3 convs (Res2NeXt: 8)
+    deep_stem: bool = False  # v1b: three 3x3 convs (32-32-64) instead of one 7x7
+    avg_down: bool = False  # v1b: average-pool before the 1x1 shortcut conv instead of a strided conv
+
+
+class SamePadAvgPool2x2(nn.Module):
+    """2x2 average, stride 1, zero-padded by one pixel at the right and bottom (zeros count in the mean).
+
+    This is what the v1b shortcut's 2x2/stride-2 pool becomes when its stride is replaced by dilation; it is the
+    convention of timm's dilated ResNet-D, kept so that dilated v1b models match timm exactly.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), kernel_size=2, stride=1)
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int, dilation: int, avg_down: bool) -> nn.Sequential | None:
+    """The projection shortcut of a stage's first block (keys ``downsample.N`` as in the official code)."""
+    if stride == 1 and in_ch == out_ch:
+        return None
+    if not avg_down:
+        conv = nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+        return nn.Sequential(conv, nn.BatchNorm2d(out_ch))
+    if stride > 1:
+        pool: nn.Module = nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
+    elif dilation > 1:
+        pool = SamePadAvgPool2x2()
+    else:
+        pool = nn.Identity()
+    return nn.Sequential(pool, nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
+
+
+class Bottle2neck(nn.Module):
+    """The Res2Net bottleneck: 1x1 conv, hierarchical 3x3 convs over ``scale`` splits, 1x1 conv, residual."""
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+        base_width: int = 26,
+        scale: int = 4,
+        cardinality: int = 1,
+        is_stage_block: bool = False,
+    ) -> None:
+        super().__init__()
+        if scale < 2:
+            raise ValueError(f"Res2Net scale must be >= 2, got {scale}")
+        width = int(math.floor(planes * base_width / 64.0)) * cardinality
+        self.width = width
+        self.scale = scale
+        self.is_stage_block = is_stage_block
+        self.conv1 = nn.Conv2d(inplanes, width * scale, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width * scale)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(width, width, 3, stride, padding=dilation, dilation=dilation, groups=cardinality, bias=False)
+            for _ in range(scale - 1)
+        )
+        self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(scale - 1))
+        # The stage block's last split is pooled to the new resolution (count_include_pad=True as in the paper).
+        self.pool = nn.AvgPool2d(3, stride, padding=1) if is_stage_block else None
+        self.conv3 = nn.Conv2d(width * scale, planes * EXPANSION, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * EXPANSION)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        reduced = self.relu(self.bn1(self.conv1(x)))  # (B, width*scale, H, W)
+        splits = torch.split(reduced, self.width, dim=1)
+        outs = []
+        y = splits[0]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
+            y = splits[i] if (i == 0 or self.is_stage_block) else y + splits[i]
+            y = self.relu(bn(conv(y)))
+            outs.append(y)
+        outs.append(splits[-1] if self.pool is None else self.pool(splits[-1]))
+        out = self.bn3(self.conv3(torch.cat(outs, dim=1)))  # (B, planes*4, H/stride, W/stride)
+        return self.relu(out + shortcut)
+
+
+def _stem(deep: bool) -> tuple[nn.Module, nn.BatchNorm2d]:
+    if not deep:
+        return nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64)
+    conv = nn.Sequential(
+        nn.Conv2d(3, 32, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(32, 32, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(32, 64, 3, 1, 1, bias=False),
+    )
+    return conv, nn.BatchNorm2d(64)
+
+
+def stage_strides_and_dilations(output_stride: int) -> list[tuple[int, int, int]]:
+    """(stride, dilation of the first block, dilation of the other blocks) for layer1..layer4.
+
+    Strides that would take the network past ``output_stride`` are replaced by dilation; a dilated stage's
+    first block keeps the previous stage's dilation (the DeepLab / torchvision / timm convention).
+    """
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    plan = []
+    net_stride, dilation = 4, 1  # the stem reduces by 4
+    for stage in range(4):
+        stride = 1 if stage == 0 else 2
+        prev_dilation = dilation
+        if stride > 1 and net_stride >= output_stride:
+            dilation *= stride
+            stride = 1
+        else:
+            net_stride *= stride
+        plan.append((stride, prev_dilation, dilation))
+    return plan
+
+
+class Res2Net(nn.Module):
+    """Res2Net feature extractor: ``forward(x)`` returns the outputs of layer1..layer4.
+
+    ``out_channels`` and ``strides`` describe those four maps; ``fc`` is absent (ImageNet heads are not used).
+    """
+
+    def __init__(self, spec: Res2NetSpec, output_stride: int = 32) -> None:
+        super().__init__()
+        self.spec = spec
+        self.output_stride = output_stride
+        self.conv1, self.bn1 = _stem(spec.deep_stem)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        inplanes = 64
+        plan = stage_strides_and_dilations(output_stride)
+        for idx, (planes, blocks, (stride, first_dil, dil)) in enumerate(
+            zip(STAGE_PLANES, spec.layers, plan, strict=True)
+        ):
+            layer = self._make_layer(inplanes, planes, blocks, stride, first_dil, dil)
+            self.add_module(f"layer{idx + 1}", layer)
+            inplanes = planes * EXPANSION
+        self.out_channels: tuple[int, ...] = tuple(p * EXPANSION for p in STAGE_PLANES)
+        self.strides: tuple[int, ...] = tuple(min(s, output_stride) for s in (4, 8, 16, 32))
+        self._init_weights()
+
+    def _make_layer(
+        self, inplanes: int, planes: int, blocks: int, stride: int, first_dil: int, dil: int
+    ) -> nn.Sequential:
+        s = self.spec
+        common = dict(base_width=s.base_width, scale=s.scale, cardinality=s.cardinality)
+        shortcut = _shortcut(inplanes, planes * EXPANSION, stride, dil, s.avg_down)
+        first = Bottle2neck(
+            inplanes, planes, stride=stride, dilation=first_dil, downsample=shortcut, is_stage_block=True, **common
+        )
+        rest = [Bottle2neck(planes * EXPANSION, planes, dilation=dil, **common) for _ in range(blocks - 1)]
+        return nn.Sequential(first, *rest)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        stem = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
+        c1 = self.layer1(stem)  # (B, 256, H/4, W/4)
+        c2 = self.layer2(c1)  # (B, 512, H/8, W/8)
+        c3 = self.layer3(c2)  # (B, 1024, H/16, W/16) at output stride >= 16
+        c4 = self.layer4(c3)  # (B, 2048, H/32, W/32) at output stride 32
+        return [c1, c2, c3, c4]
+
+
+# The official variants. A builder only sets arguments.
+RES2NET_SPECS: dict[str, Res2NetSpec] = {
+    "res2net50_26w_4s": Res2NetSpec((3, 4, 6, 3), base_width=26, scale=4),
+    "res2net50_48w_2s": Res2NetSpec((3, 4, 6, 3), base_width=48, scale=2),
+    "res2net50_14w_8s": Res2NetSpec((3, 4, 6, 3), base_width=14, scale=8),
+    "res2net50_26w_6s": Res2NetSpec((3, 4, 6, 3), base_width=26, scale=6),
+    "res2net50_26w_8s": Res2NetSpec((3, 4, 6, 3), base_width=26, scale=8),
+    "res2net101_26w_4s": Res2NetSpec((3, 4, 23, 3), base_width=26, scale=4),
+    "res2next50": Res2NetSpec((3, 4, 6, 3), base_width=4, scale=4, cardinality=8),
+    "res2net50_v1b_26w_4s": Res2NetSpec((3, 4, 6, 3), base_width=26, scale=4, deep_stem=True, avg_down=True),
+    "res2net101_v1b_26w_4s": Res2NetSpec((3, 4, 23, 3), base_width=26, scale=4, deep_stem=True, avg_down=True),
+}
+
+# timm's names for the same networks.
+RES2NET_ALIASES: dict[str, str] = {
+    "res2net50d": "res2net50_v1b_26w_4s",
+    "res2net101d": "res2net101_v1b_26w_4s",
+}
+
+
+def res2net(name: str, output_stride: int = 32) -> Res2Net:
+    """Build the Res2Net variant ``name`` (official name or timm alias) with random weights."""
+    return Res2Net(RES2NET_SPECS[RES2NET_ALIASES.get(name, name)], output_stride=output_stride)
+
