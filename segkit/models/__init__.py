@@ -1,6 +1,20 @@
 """segkit's networks: the Res2Net backbone family, DeepLabv3+ and the PoolNet-style saliency network."""
 
 from segkit.models.backbones import backbone_names, create_backbone
+from segkit.models.deeplabv3plus import DeepLabV3Plus
+from segkit.models.factory import create_model
+from segkit.models.fast import prepare_for_inference
+from segkit.models.poolnet import PoolNet
 from segkit.models.res2net import Bottle2neck, Res2Net, Res2NetSpec
 
-__all__ = ["Bottle2neck", "Res2Net", "Res2NetSpec", "backbone_names", "create_backbone"]
+__all__ = [
+    "Bottle2neck",
+    "DeepLabV3Plus",
+    "PoolNet",
+    "Res2Net",
+    "Res2NetSpec",
+    "backbone_names",
+    "create_backbone",
+    "create_model",
+    "prepare_for_inference",
+]
