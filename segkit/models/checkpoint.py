@@ -29,8 +29,10 @@ def read_checkpoint(path: str | Path) -> dict:
             f"(weights_only=True; nothing in it was run). Re-save it as a plain state_dict. Detail: {err}"
         ) from None
     except Exception as err:  # torch raises RuntimeError / EOFError / zipfile errors for damaged files
-        raise SegkitError(f"checkpoint '{path}' could not be read ({type(err).__name__}: {err}); "
-                          "the file is damaged or not a PyTorch checkpoint") from None
+        raise SegkitError(
+            f"checkpoint '{path}' could not be read ({type(err).__name__}: {err}); "
+            "the file is damaged or not a PyTorch checkpoint"
+        ) from None
     if not isinstance(obj, Mapping):
         raise SegkitError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a dict of tensors")
     return dict(obj)
@@ -47,7 +49,7 @@ def extract_state_dict(obj: Mapping, source: str = "checkpoint") -> dict[str, to
         raise SegkitError(f"{source} holds no tensors; expected a state_dict (optionally under 'state_dict'/'model')")
     for prefix in _PREFIXES:
         if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIXES)}
 
 

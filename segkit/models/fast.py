@@ -103,7 +103,7 @@ def _fold_sequential(seq: nn.Sequential) -> nn.Sequential:
     the BatchNorm's slot becomes an ``nn.Identity`` so indices and names stay as they were.
     """
     names = [name for name, _ in seq.named_children()]
-    for prev_name, name in zip(names, names[1:]):
+    for prev_name, name in zip(names, names[1:], strict=False):
         prev, item = getattr(seq, prev_name), getattr(seq, name)
         if not (isinstance(item, nn.BatchNorm2d) and item.track_running_stats):
             continue

@@ -101,7 +101,9 @@ class PoolNet(nn.Module):
         self.output_stride = output_stride
         self.backbone = create_backbone(backbone, output_stride=output_stride, pretrained=pretrained_backbone)
         self.decoder = PoolNetDecoder(self.backbone.out_channels, decoder_channels)
-        self.head = nn.Sequential(conv_relu(decoder_channels, decoder_channels // 2, 3), nn.Conv2d(decoder_channels // 2, 1, 1))
+        self.head = nn.Sequential(
+            conv_relu(decoder_channels, decoder_channels // 2, 3), nn.Conv2d(decoder_channels // 2, 1, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)  # 4 maps, strides 4..32

@@ -98,7 +98,6 @@ class Bottle2neck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
         reduced = self.relu(self.bn1(self.conv1(x)))  # (B, width*scale, H, W)
         splits = torch.split(reduced, self.width, dim=1)
         outs = []
@@ -109,7 +108,8 @@ class Bottle2neck(nn.Module):
             outs.append(y)
         outs.append(splits[-1] if self.pool is None else self.pool(splits[-1]))
         out = self.bn3(self.conv3(torch.cat(outs, dim=1)))  # (B, planes*4, H/stride, W/stride)
-        return self.relu(out + shortcut)
+        out += x if self.downsample is None else self.downsample(x)  # in place: bn3's output is not needed
+        return self.relu(out)
 
 
 def _stem(deep: bool) -> tuple[nn.Module, nn.BatchNorm2d]:
@@ -226,4 +226,3 @@ RES2NET_ALIASES: dict[str, str] = {
 def res2net(name: str, output_stride: int = 32) -> Res2Net:
     """Build the Res2Net variant ``name`` (official name or timm alias) with random weights."""
     return Res2Net(RES2NET_SPECS[RES2NET_ALIASES.get(name, name)], output_stride=output_stride)
-

@@ -1,0 +1,226 @@
+"""``segkit bench backbone``: what does Res2Net's hierarchy cost in speed?
+
+In one run on one device it measures, for ResNet-50 and the paper's equal-complexity Res2Net-50 variants:
+forward latency (batch 1), throughput (a larger batch), and a training step, eagerly and on the inference fast
+path; and segkit's Res2Net against timm's with the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from segkit.engine.precision import autocast, bf16_supported
+from segkit.models import create_backbone, prepare_for_inference
+
+RES2NET_VARIANTS = ("res2net50_48w_2s", "res2net50_26w_4s", "res2net50_14w_8s", "res2net50_26w_6s", "res2net50_26w_8s")
+BASELINE = "resnet50"
+TIMM_REFERENCE = "res2net50_26w_4s"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    device: str = "cpu"
+    latency_size_px: int = 512  # square input side for the batch-1 latency
+    throughput_batch: int = 8  # batch for the throughput measurement
+    throughput_size_px: int = 256
+    train_batch: int = 8  # batch of the training step
+    train_size_px: int = 256
+    repeats: int = 5  # timed repetitions (the median is reported)
+    warmup: int = 2
+    variants: tuple[str, ...] = RES2NET_VARIANTS
+
+
+@dataclass
+class Row:
+    model: str
+    implementation: str  # "segkit" or "timm"
+    latency_eager_ms: float | None = None
+    latency_fast_ms: float | None = None
+    throughput_eager_img_s: float | None = None
+    throughput_fast_img_s: float | None = None
+    train_step_default_ms: float | None = None  # NCHW, fp32: timm's default
+    train_step_segkit_layout_ms: float | None = None  # channels-last + bf16 autocast where native
+
+
+@dataclass
+class BenchResult:
+    settings: BenchSettings
+    machine: dict
+    rows: list[Row] = field(default_factory=list)
+    ratios: dict[str, float] = field(default_factory=dict)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+
+
+def _forward_ms(model: nn.Module, x: torch.Tensor, s: BenchSettings, device: torch.device) -> float:
+    with torch.inference_mode():
+        return 1e3 * time_call(lambda: model(x), device, s.repeats, s.warmup)
+
+
+def _train_step_ms(model: nn.Module, s: BenchSettings, device: torch.device, segkit_layout: bool) -> float:
+    """One SGD step (forward, a loss over all four maps, backward, update).
+
+    ``segkit_layout``: channels-last and bf16 autocast where the device runs bf16 natively (the layout
+    ``segkit train`` uses); otherwise NCHW in fp32, timm's default.
+    """
+    model = model.train().to(device)
+    fmt = torch.channels_last if segkit_layout else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.randn(s.train_batch, 3, s.train_size_px, s.train_size_px, device=device).contiguous(memory_format=fmt)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(device, enabled=segkit_layout):
+            loss = sum(f.float().square().mean() for f in model(x))
+        loss.backward()
+        opt.step()
+
+    return 1e3 * time_call(step, device, s.repeats, s.warmup)
+
+
+def _measure(model: nn.Module, row: Row, s: BenchSettings, device: torch.device, train: bool = True) -> None:
+    model = model.to(device).eval()
+    _randomize_batchnorm(model)
+    x1 = torch.randn(1, 3, s.latency_size_px, s.latency_size_px, device=device)
+    xb = torch.randn(s.throughput_batch, 3, s.throughput_size_px, s.throughput_size_px, device=device)
+    fast = prepare_for_inference(model)
+    row.latency_eager_ms = _forward_ms(model, x1, s, device)
+    row.latency_fast_ms = _forward_ms(fast, x1, s, device)
+    row.throughput_eager_img_s = s.throughput_batch * 1e3 / _forward_ms(model, xb, s, device)
+    row.throughput_fast_img_s = s.throughput_batch * 1e3 / _forward_ms(fast, xb, s, device)
+    if train:
+        row.train_step_default_ms = _train_step_ms(model, s, device, segkit_layout=False)
+        row.train_step_segkit_layout_ms = _train_step_ms(model, s, device, segkit_layout=True)
+
+
+def timm_reference(name: str, weights_from: nn.Module) -> nn.Module:
+    """timm's implementation of ``name`` holding the same weights as ``weights_from`` (a segkit backbone)."""
+    import timm
+
+    ref = timm.create_model(name, features_only=True, out_indices=(1, 2, 3, 4))
+    ref.load_state_dict(weights_from.state_dict(), strict=True)
+    return ref
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "bf16": bf16_supported(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def run_backbone_bench(s: BenchSettings, progress: Callable[[str], None] = print) -> BenchResult:
+    device = torch.device(s.device)
+    torch.manual_seed(0)
+    result = BenchResult(settings=s, machine=machine_info(device))
+    progress(f"timing timm {TIMM_REFERENCE} (same weights as segkit's) ...")
+    ours_ref = create_backbone(TIMM_REFERENCE)
+    _randomize_batchnorm(ours_ref)
+    timm_row = Row(TIMM_REFERENCE, "timm")
+    _measure(timm_reference(TIMM_REFERENCE, ours_ref), timm_row, s, device)
+    result.rows.append(timm_row)
+    for name in (BASELINE, *s.variants):
+        progress(f"timing {name} ...")
+        row = Row(name, "timm" if name == BASELINE else "segkit")
+        model = ours_ref if name == TIMM_REFERENCE else create_backbone(name)
+        _measure(model, row, s, device)
+        result.rows.append(row)
+    result.ratios = _ratios(result.rows)
+    return result
+
+
+def _ratios(rows: list[Row]) -> dict[str, float]:
+    by = {(r.model, r.implementation): r for r in rows}
+    timm_r = by[(TIMM_REFERENCE, "timm")]
+    ours = by[(TIMM_REFERENCE, "segkit")]
+    base = by[(BASELINE, "timm")]
+    return {
+        "fast_vs_timm_eager_speedup": timm_r.latency_eager_ms / ours.latency_fast_ms,
+        "segkit_eager_vs_timm_eager_speedup": timm_r.latency_eager_ms / ours.latency_eager_ms,
+        "train_segkit_layout_vs_timm_default_speedup": timm_r.train_step_default_ms / ours.train_step_segkit_layout_ms,
+        "train_same_layout_vs_timm_speedup": timm_r.train_step_default_ms / ours.train_step_default_ms,
+        "res2net_over_resnet_latency_fast": ours.latency_fast_ms / base.latency_fast_ms,
+        "res2net_over_resnet_latency_eager": ours.latency_eager_ms / base.latency_eager_ms,
+        "res2net_over_resnet_throughput_fast": base.throughput_fast_img_s / ours.throughput_fast_img_s,
+        "res2net_over_resnet_train_step": ours.train_step_segkit_layout_ms / base.train_step_segkit_layout_ms,
+    }
+
+
+def format_table(result: BenchResult) -> str:
+    s = result.settings
+    head = (
+        f"{'model':<20} {'impl':<7} {'lat eager ms':>12} {'lat fast ms':>11} "
+        f"{'thr eager/s':>11} {'thr fast/s':>10} {'train default ms':>16} {'train segkit ms':>15}"
+    )
+    lines = [
+        f"segkit bench backbone on {result.machine['device']} ({result.machine.get('gpu', result.machine['cpu'])}), "
+        f"{result.machine['date']}, torch {result.machine['torch']}, {result.machine['threads']} threads",
+        f"latency: batch 1 at {s.latency_size_px}px; throughput: batch {s.throughput_batch} at "
+        f"{s.throughput_size_px}px; train step: batch {s.train_batch} at {s.train_size_px}px, default = NCHW fp32, "
+        f"segkit = channels-last" + (" + bf16 autocast" if result.machine["bf16"] else " fp32 (no native bf16)"),
+        head,
+        "-" * len(head),
+    ]
+    for r in result.rows:
+        lines.append(
+            f"{r.model:<20} {r.implementation:<7} {r.latency_eager_ms:>12.1f} {r.latency_fast_ms:>11.1f} "
+            f"{r.throughput_eager_img_s:>11.1f} {r.throughput_fast_img_s:>10.1f} "
+            f"{r.train_step_default_ms:>16.1f} {r.train_step_segkit_layout_ms:>15.1f}"
+        )
+    lines.append("")
+    lines.extend(f"{k:<46} {v:6.3f}" for k, v in result.ratios.items())
+    return "\n".join(lines)
+
+
+def write_json(result: BenchResult, path: str | Path) -> None:
+    payload = {
+        "settings": asdict(result.settings),
+        "machine": result.machine,
+        "rows": [asdict(r) for r in result.rows],
+        "ratios": result.ratios,
+    }
+    Path(path).write_text(json.dumps(payload, indent=2))

@@ -1,0 +1,95 @@
+"""``segkit bench metrics``: ``segkit eval --task saliency`` against a plain Python loop over PySODMetrics.
+
+Both run as whole processes (start-up and file reading included) over the same folders, and their numbers are
+compared: the speed-up only counts when every metric agrees.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segkit.errors import SegkitError
+
+# A plain loop over PySODMetrics, the way its README shows: read each pair with OpenCV, step every metric.
+ORACLE_LOOP = r"""
+import json, sys
+from pathlib import Path
+import cv2
+import py_sod_metrics as psm
+pred_dir, gt_dir = Path(sys.argv[1]), Path(sys.argv[2])
+fm, wfm, sm, em, mae = psm.Fmeasure(), psm.WeightedFmeasure(), psm.Smeasure(), psm.Emeasure(), psm.MAE()
+for gt_path in sorted(gt_dir.glob("*.png")):
+    gt = cv2.imread(str(gt_path), cv2.IMREAD_GRAYSCALE)
+    pred = cv2.imread(str(pred_dir / gt_path.name), cv2.IMREAD_GRAYSCALE)
+    for m in (fm, wfm, sm, em, mae):
+        m.step(pred=pred, gt=gt)
+f, e = fm.get_results()["fm"], em.get_results()["em"]
+print(json.dumps({"mae": mae.get_results()["mae"], "sm": sm.get_results()["sm"], "wfm": wfm.get_results()["wfm"],
+    "adp_fm": f["adp"], "mean_fm": f["curve"].mean(), "max_fm": f["curve"].max(),
+    "adp_em": e["adp"], "mean_em": e["curve"].mean(), "max_em": e["curve"].max()}, default=float))
+"""
+COMPARED = ("mae", "sm", "wfm", "adp_fm", "mean_fm", "max_fm", "adp_em", "mean_em", "max_em")
+
+
+def make_pairs(out: Path, count: int, height: int = 300, width: int = 400, seed: int = 0) -> tuple[Path, Path]:
+    """``count`` synthetic saliency predictions and masks (ellipses, blur, noise) as PNGs under ``out``."""
+    rng = np.random.default_rng(seed)
+    pred_dir, gt_dir = out / "pred", out / "gt"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        gt = np.zeros((height, width), np.uint8)
+        for _ in range(rng.integers(1, 4)):
+            center = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            axes = (int(rng.integers(10, width // 3)), int(rng.integers(10, height // 3)))
+            cv2.ellipse(gt, center, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+        shift = np.roll(gt, int(rng.integers(-8, 9)), axis=int(rng.integers(0, 2))).astype(np.float32)
+        soft = cv2.GaussianBlur(shift, (0, 0), float(rng.uniform(1, 6)))
+        pred = np.clip(soft + rng.normal(0, 12, gt.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(gt_dir / f"{i:05d}.png"), gt)
+        cv2.imwrite(str(pred_dir / f"{i:05d}.png"), pred)
+    return pred_dir, gt_dir
+
+
+def _timed(cmd: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if res.returncode != 0:
+        raise SegkitError(f"'{' '.join(cmd[:4])} ...' failed:\n{res.stderr[-2000:]}")
+    return elapsed, res.stdout
+
+
+def run_metrics_bench(count: int = 1000, workdir: Path | None = None) -> dict:
+    try:
+        import py_sod_metrics  # noqa: F401
+    except ImportError:
+        raise SegkitError("segkit bench metrics compares with PySODMetrics: pip install pysodmetrics") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(workdir or tmp)
+        pred_dir, gt_dir = make_pairs(root, count)
+        ours_json = root / "ours.json"
+        ours_cmd = [sys.executable, "-m", "segkit", "eval", "--task", "saliency", "--pred", str(pred_dir)]
+        ours_cmd += ["--gt", str(gt_dir), "--json", str(ours_json)]
+        ours_s, _ = _timed(ours_cmd)
+        oracle_s, oracle_out = _timed([sys.executable, "-c", ORACLE_LOOP, str(pred_dir), str(gt_dir)])
+        ours = json.loads(ours_json.read_text())
+    oracle = json.loads(oracle_out)
+    max_diff = max(abs(ours[k] - oracle[k]) for k in COMPARED)
+    return {
+        "pairs": count,
+        "size": "400x300",
+        "segkit_eval_s": ours_s,
+        "pysodmetrics_loop_s": oracle_s,
+        "speedup": oracle_s / ours_s,
+        "max_abs_metric_difference": max_diff,
+        "same_numbers": max_diff <= 1e-6,
+    }

@@ -1,0 +1,208 @@
+"""The ``segkit`` command line (argparse). Each subcommand validates its flags and imports its heavy modules lazily,
+so ``segkit --help`` starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from segkit.errors import SegkitError
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="measure speed (backbone)", description="Speed benchmarks, side by side.")
+    targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
+    bb = targets.add_parser(
+        "backbone",
+        help="Res2Net vs ResNet-50 and vs timm: latency, throughput, training step",
+        description=(
+            "Answers the paper's open question (does the hierarchy cost speed?): forward latency at batch 1, "
+            "throughput at a larger batch and a training step, for ResNet-50 and the Res2Net-50 variants, eager "
+            "and on the inference fast path, and segkit's Res2Net vs timm's with the same weights."
+        ),
+    )
+    bb.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    bb.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bb.add_argument("--repeats", type=int, default=5, help="timed repetitions per measurement (median reported)")
+    bb.add_argument("--latency-size", type=int, default=512, help="input side in px for batch-1 latency")
+    bb.add_argument("--throughput-batch", type=int, default=8, help="batch size for throughput")
+    bb.add_argument("--throughput-size", type=int, default=256, help="input side in px for throughput")
+    bb.add_argument("--train-batch", type=int, default=8, help="batch size of the training step")
+    bb.add_argument("--train-size", type=int, default=256, help="input side in px of the training step")
+    bb.add_argument("--variants", nargs="+", metavar="NAME", help="Res2Net variants (default: the paper's five)")
+    bb.set_defaults(func=_run_bench_backbone)
+
+
+def _run_bench_backbone(args: argparse.Namespace) -> int:
+    import torch
+
+    from segkit.bench.backbone import (
+        RES2NET_VARIANTS,
+        BenchSettings,
+        format_table,
+        run_backbone_bench,
+        write_json,
+    )
+    from segkit.models.backbones import BACKBONES
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SegkitError("--device cuda was given but no CUDA device is visible; use --device cpu")
+    if args.device != "cpu" and not args.device.startswith("cuda"):
+        raise SegkitError(f"--device must be cpu or cuda, got '{args.device}'")
+    variants = tuple(args.variants or RES2NET_VARIANTS)
+    for name in variants:
+        if name not in BACKBONES:
+            from segkit.errors import unknown_name
+
+            raise unknown_name("backbone", name, BACKBONES)
+    if "res2net50_26w_4s" not in variants:
+        variants = ("res2net50_26w_4s", *variants)  # the timm comparison needs it
+    for flag in ("repeats", "latency_size", "throughput_batch", "throughput_size", "train_batch", "train_size"):
+        if getattr(args, flag) < 1:
+            raise SegkitError(f"--{flag.replace('_', '-')} must be a positive integer")
+    settings = BenchSettings(
+        device=args.device,
+        latency_size_px=args.latency_size,
+        throughput_batch=args.throughput_batch,
+        throughput_size_px=args.throughput_size,
+        train_batch=args.train_batch,
+        train_size_px=args.train_size,
+        repeats=args.repeats,
+        variants=variants,
+    )
+    result = run_backbone_bench(settings, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser(
+        "eval",
+        help="score saved masks (--pred/--gt) or a checkpoint",
+        description=(
+            "Score folders of saved masks against ground truth, paired by file stem (a prediction may carry a "
+            "suffix such as _sal_fuse). Saliency: MAE, S-measure, weighted F, F- and E-measure (adaptive, mean, "
+            "max), Boundary IoU, with the MATLAB toolbox's conventions. Segmentation: mIoU, aAcc, mAcc, FWIoU, "
+            "mDice, per-class IoU, Boundary IoU."
+        ),
+    )
+    ev.add_argument("--task", choices=("saliency", "segmentation"), required=True)
+    ev.add_argument(
+        "--pred",
+        action="append",
+        metavar="[NAME=]DIR",
+        required=True,
+        help="folder of predictions; repeat (as NAME=DIR) to compare several methods in one table",
+    )
+    ev.add_argument("--gt", required=True, metavar="DIR", help="folder of ground-truth masks")
+    ev.add_argument("--num-classes", type=int, default=0, help="number of classes (segmentation)")
+    ev.add_argument("--json", metavar="FILE", help="write the scores as JSON")
+    ev.add_argument("--curves", metavar="FILE.png", help="draw PR and F-measure curves (saliency)")
+    ev.add_argument("--format", default="text", choices=("text", "md", "csv", "latex"), help="table format")
+    ev.add_argument(
+        "--strict-size",
+        action="store_true",
+        help="a prediction of another size than its ground truth is an error (default: resized)",
+    )
+    ev.add_argument("--workers", type=int, default=None, help="processes reading and scoring (default: CPUs)")
+    ev.set_defaults(func=_run_eval)
+
+
+def _parse_methods(values: list[str]) -> dict[str, str]:
+    methods: dict[str, str] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep:
+            name, folder = Path(value).name or value, value
+        if name in methods:
+            raise SegkitError(f"--pred name '{name}' is given twice; name each method: --pred NAME=DIR")
+        methods[name] = folder
+    return methods
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from segkit.metrics.folders import (
+        SALIENCY_KEYS,
+        SEGMENTATION_KEYS,
+        evaluate_folders,
+        format_table,
+        plot_curves,
+    )
+
+    methods = _parse_methods(args.pred)
+    results = {}
+    for name, folder in methods.items():
+        scores = evaluate_folders(args.task, folder, args.gt, args.num_classes, args.strict_size, args.workers)
+        _report_eval_problems(name, scores)
+        results[name] = scores
+    keys = SALIENCY_KEYS if args.task == "saliency" else SEGMENTATION_KEYS
+    print(format_table(results, keys, args.format))
+    if args.json:
+        payload = {name: _jsonable(s, keys) for name, s in results.items()}
+        Path(args.json).write_text(json.dumps(payload if len(payload) > 1 else next(iter(payload.values())), indent=2))
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.curves:
+        if args.task != "saliency":
+            raise SegkitError("--curves draws saliency PR/F-measure curves; it needs --task saliency")
+        plot_curves(results, args.curves)
+        print(f"wrote {args.curves}", file=sys.stderr)
+    return 0
+
+
+def _report_eval_problems(name: str, scores: dict) -> None:
+    if scores["missing"]:
+        shown = ", ".join(scores["missing"][:20]) + (" ..." if len(scores["missing"]) > 20 else "")
+        print(f"[{name}] {len(scores['missing'])} ground-truth files have no prediction: {shown}", file=sys.stderr)
+    if scores["resized"]:
+        print(
+            f"[{name}] {len(scores['resized'])} predictions differ in size from their ground truth and were "
+            "resized to it (bilinear; nearest for labels); pass --strict-size to make this an error",
+            file=sys.stderr,
+        )
+    for bad in scores["bad"]:
+        print(f"[{name}] skipped {bad['path']}: {bad['problem']}", file=sys.stderr)
+
+
+def _jsonable(scores: dict, keys: tuple[str, ...]) -> dict:
+    out = {k: scores[k] for k in keys}
+    extra = ("per_class_iou", "per_class_boundary_iou", "trimap_miou", "count", "missing", "resized", "bad")
+    out.update({k: scores[k] for k in extra if k in scores})
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segkit",
+        description="Semantic segmentation and salient object detection on the Res2Net backbone.",
+    )
+    from segkit import __version__
+
+    parser.add_argument("--version", action="version", version=f"segkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_eval(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SegkitError as err:
+        print(f"segkit: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("segkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

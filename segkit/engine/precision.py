@@ -1,0 +1,32 @@
+"""segkit's training layout: channels-last memory format and bf16 autocast where the hardware runs it natively."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 matrix math runs natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX (oneDNN)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` when ``enabled`` and natively supported; otherwise full precision."""
+    if enabled and bf16_supported(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_training_layout(model: nn.Module) -> nn.Module:
+    """Channels-last weights (inputs are converted by the caller), the layout oneDNN and cuDNN run fastest."""
+    return model.to(memory_format=torch.channels_last)

@@ -1,0 +1,204 @@
+"""Scoring folders of saved masks: pairing by file stem, parallel reading and scoring, tables for papers."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segkit.data.io import BadFileError, list_images, read_gray, read_label
+from segkit.errors import SegkitError
+from segkit.metrics.saliency import SaliencyMetrics
+from segkit.metrics.segmentation import SegmentationMetrics
+
+SALIENCY_KEYS = ("mae", "sm", "wfm", "adp_fm", "mean_fm", "max_fm", "adp_em", "mean_em", "max_em", "boundary_iou")
+SEGMENTATION_KEYS = ("miou", "aacc", "macc", "fwiou", "mdice", "boundary_iou")
+_SEPARATORS = ("_", "-", ".")
+
+
+@dataclass
+class Pairing:
+    pairs: list[tuple[Path, Path]]  # (prediction, ground truth)
+    missing: list[str] = field(default_factory=list)  # ground-truth stems with no prediction
+
+
+def pair_by_stem(pred_dir: Path, gt_dir: Path) -> Pairing:
+    """Pair each ground-truth file with the prediction of the same stem, or of that stem plus a suffix that
+    starts with '_', '-' or '.' (``0001_sal_fuse.png`` pairs with ``0001.png``) when that match is unique."""
+    gts = list_images(gt_dir)
+    if not gts:
+        raise SegkitError(f"ground-truth folder '{gt_dir}' holds no image files")
+    preds = list_images(pred_dir)
+    exact = {p.stem: p for p in preds}
+    by_prefix: dict[str, set[Path]] = {}
+    for p in preds:
+        for key in _candidate_keys(p.stem):
+            by_prefix.setdefault(key, set()).add(p)
+    pairs, missing = [], []
+    for g in gts:
+        candidates = by_prefix.get(g.stem, set())
+        match = exact.get(g.stem) or (next(iter(candidates)) if len(candidates) == 1 else None)
+        if match is None:
+            missing.append(g.stem)
+        else:
+            pairs.append((match, g))
+    return Pairing(pairs, missing)
+
+
+def _candidate_keys(stem: str) -> list[str]:
+    """The stem cut before each separator: ``a_sal_fuse`` -> ``a_sal``, ``a``."""
+    keys = []
+    for i in range(len(stem) - 1, 0, -1):
+        if stem[i] in _SEPARATORS:
+            keys.append(stem[:i])
+    return keys
+
+
+def _resize_to(pred: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.resize(pred, (shape[1], shape[0]), interpolation=interp)
+
+
+@dataclass(frozen=True)
+class Job:
+    task: str
+    pairs: list[tuple[Path, Path]]
+    num_classes: int = 0
+    strict_size: bool = False
+
+
+@dataclass
+class ChunkResult:
+    metrics: SaliencyMetrics | SegmentationMetrics
+    resized: list[str] = field(default_factory=list)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _single_threaded() -> None:
+    """One thread per worker process: the parallelism is across images, and nested thread pools only contend."""
+    cv2.setNumThreads(1)
+
+
+def _score_chunk(job: Job) -> ChunkResult:
+    if job.task == "saliency":
+        metrics: SaliencyMetrics | SegmentationMetrics = SaliencyMetrics()
+        reader = read_gray
+    else:
+        metrics = SegmentationMetrics(job.num_classes)
+        reader = read_label
+    out = ChunkResult(metrics)
+    for pred_path, gt_path in job.pairs:
+        try:
+            pred, gt = reader(pred_path), reader(gt_path)
+        except BadFileError as err:
+            out.bad.append((err.path, err.problem))
+            continue
+        if pred.shape != gt.shape:
+            if job.strict_size:
+                out.bad.append((str(pred_path), f"size {pred.shape} differs from ground truth {gt.shape}"))
+                continue
+            pred = _resize_to(pred, gt.shape, nearest=job.task == "segmentation")
+            out.resized.append(str(pred_path))
+        try:
+            metrics.update(pred, gt)
+        except ValueError as err:
+            out.bad.append((str(pred_path), str(err)))
+    return out
+
+
+def evaluate_folders(
+    task: str,
+    pred_dir: Path | str,
+    gt_dir: Path | str,
+    num_classes: int = 0,
+    strict_size: bool = False,
+    workers: int | None = None,
+) -> dict:
+    """Score every prediction in ``pred_dir`` against ``gt_dir``. Returns the metrics plus ``count``,
+    ``missing`` (gt stems without prediction), ``resized`` and ``bad`` (files that could not be scored)."""
+    if task not in ("saliency", "segmentation"):
+        raise SegkitError(f"--task must be saliency or segmentation, got '{task}'")
+    if task == "segmentation" and num_classes < 1:
+        raise SegkitError("segmentation evaluation needs --num-classes N (e.g. 21 for PASCAL VOC)")
+    pairing = pair_by_stem(Path(pred_dir), Path(gt_dir))
+    if not pairing.pairs:
+        raise SegkitError(
+            f"no prediction in '{pred_dir}' matches a ground-truth file in '{gt_dir}' by file stem "
+            f"(first ground-truth stems: {', '.join(pairing.missing[:5])})"
+        )
+    workers = workers or min(os.cpu_count() or 1, 8)
+    chunks = _split(pairing.pairs, workers * 16)  # small chunks keep the workers evenly busy to the end
+    jobs = [Job(task, c, num_classes, strict_size) for c in chunks]
+    if workers == 1 or len(pairing.pairs) < 16:
+        results = [_score_chunk(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(workers, initializer=_single_threaded) as pool:
+            results = list(pool.map(_score_chunk, jobs))
+    total = results[0].metrics
+    for r in results[1:]:
+        total.merge(r.metrics)
+    bad = [b for r in results for b in r.bad]
+    scored = total.count if task == "saliency" else int(total.cm.sum())
+    if not scored:
+        raise SegkitError(f"no pair could be scored; problems: {bad[:5]}")
+    scores = total.compute()
+    scores.update(
+        count=len(pairing.pairs) - len(bad),
+        missing=pairing.missing,
+        resized=[p for r in results for p in r.resized],
+        bad=[{"path": p, "problem": why} for p, why in bad],
+    )
+    return scores
+
+
+def _split(items: list, n: int) -> list[list]:
+    n = max(1, min(n, len(items)))
+    size = -(-len(items) // n)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def format_table(rows: dict[str, dict], keys: tuple[str, ...], fmt: str = "text") -> str:
+    """A table with one row per method: plain text, Markdown, CSV or LaTeX."""
+    header = ["method", *keys]
+    body = [[name, *(f"{scores[k]:.4f}" for k in keys)] for name, scores in rows.items()]
+    if fmt == "csv":
+        return "\n".join(",".join(r) for r in [header, *body])
+    if fmt == "md":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+    if fmt == "latex":
+        cols = "l" + "c" * len(keys)
+        names = [k.replace("_", r"\_") for k in header]
+        lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(names) + r" \\", r"\midrule"]
+        lines += [" & ".join(r[:1] + r[1:]).replace("_", r"\_") + r" \\" for r in body]
+        return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
+    if fmt == "text":
+        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *body])
+    raise SegkitError(f"--format must be text, md, csv or latex, got '{fmt}'")
+
+
+def plot_curves(rows: dict[str, dict], path: Path | str) -> None:
+    """Precision-recall and F-measure-vs-threshold curves of every method, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_pr, ax_f) = plt.subplots(1, 2, figsize=(10, 4))
+    thresholds = np.arange(256) / 255
+    for name, s in rows.items():
+        ax_pr.plot(s["recall"], s["precision"], label=name)
+        ax_f.plot(thresholds, s["fm_curve"], label=f"{name} (max {s['max_fm']:.3f})")
+    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
+    ax_f.set(xlabel="threshold", ylabel="F-measure (beta^2 = 0.3)", title="F-measure", xlim=(0, 1), ylim=(0, 1.02))
+    for ax in (ax_pr, ax_f):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

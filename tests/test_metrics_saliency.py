@@ -1,0 +1,158 @@
+"""Saliency metrics against PySODMetrics (the oracle) and the reference values of the shared data."""
+
+import json
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import py_sod_metrics as psm
+import pytest
+
+from segkit.metrics import SaliencyMetrics
+
+REF_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sod-reference"
+KEYS = ("mae", "sm", "wfm", "adp_fm", "mean_fm", "max_fm", "adp_em", "mean_em", "max_em")
+
+
+def oracle(pairs):
+    fm, wfm, sm, em, mae = psm.Fmeasure(), psm.WeightedFmeasure(), psm.Smeasure(), psm.Emeasure(), psm.MAE()
+    for pred, gt in pairs:
+        for m in (fm, wfm, sm, em, mae):
+            m.step(pred=pred, gt=gt)
+    f, e = fm.get_results()["fm"], em.get_results()["em"]
+    return {
+        "mae": mae.get_results()["mae"],
+        "sm": sm.get_results()["sm"],
+        "wfm": wfm.get_results()["wfm"],
+        "adp_fm": f["adp"],
+        "mean_fm": f["curve"].mean(),
+        "max_fm": f["curve"].max(),
+        "adp_em": e["adp"],
+        "mean_em": e["curve"].mean(),
+        "max_em": e["curve"].max(),
+    }
+
+
+def ours(pairs):
+    m = SaliencyMetrics()
+    for pred, gt in pairs:
+        m.update(pred, gt)
+    return m.compute()
+
+
+def assert_close(got, want, tol=1e-6):
+    for k in KEYS:
+        if np.isnan(want[k]):
+            assert np.isnan(got[k]), k
+        else:
+            assert abs(got[k] - want[k]) <= tol, (k, got[k], want[k])
+
+
+def read_set(name):
+    pairs = []
+    for p in sorted((REF_ROOT / name / "pred").glob("*.png")):
+        pred = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        gt = cv2.imread(str(REF_ROOT / name / "gt" / p.name), cv2.IMREAD_GRAYSCALE)
+        pairs.append((pred, gt))
+    return pairs
+
+
+@pytest.mark.parametrize("name", ["ecssd-pascals-soc", "cod10k-sinet"])
+def test_reference_data(name):
+    ref = json.loads((REF_ROOT / "REFERENCE.json").read_text())[name]
+    pairs = read_set(name)
+    assert len(pairs) == 3
+    got = ours(pairs)
+    assert_close(got, ref["pysodmetrics_1_6"])
+    assert_close(got, oracle(pairs))
+    if "matlab_toolbox_3dp" in ref:
+        for k, v in ref["matlab_toolbox_3dp"].items():
+            assert round(got[k], 3) == pytest.approx(v, abs=1e-3), k
+
+
+def _blob(rng, h, w):
+    yy, xx = np.mgrid[:h, :w]
+    mask = np.zeros((h, w), bool)
+    for _ in range(rng.integers(1, 4)):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ry, rx = rng.uniform(1, h / 2 + 1), rng.uniform(1, w / 2 + 1)
+        mask |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    return mask
+
+
+def random_case(rng, kind, h, w):
+    gt_mask = _blob(rng, h, w)
+    if kind == "empty_gt":
+        gt_mask[:] = False
+    elif kind == "full_gt":
+        gt_mask[:] = True
+    gt = (gt_mask * 255).astype(np.uint8)
+    if kind == "grey_gt":  # non-binary ground truth as in PASCAL-S
+        gt = (gt_mask * rng.choice([64, 129, 200, 255], size=gt.shape)).astype(np.uint8)
+    if kind == "constant_pred":
+        pred = np.full((h, w), rng.integers(0, 256), np.uint8)
+    elif kind == "noise":
+        pred = rng.integers(0, 256, (h, w)).astype(np.uint8)
+    else:
+        soft = cv2.GaussianBlur(_blob(rng, h, w).astype(np.float32) * 0.6 + gt_mask * 0.4, (5, 5), 2)
+        pred = np.clip(soft * 255 + rng.normal(0, 20, (h, w)), 0, 255).astype(np.uint8)
+    return pred, gt
+
+
+@pytest.mark.parametrize("kind", ["blobs", "noise", "empty_gt", "full_gt", "grey_gt", "constant_pred"])
+@pytest.mark.parametrize("size", [(5, 7), (31, 17), (120, 90)])
+def test_random_cases_match_pysodmetrics(kind, size):
+    rng = np.random.default_rng(zlib.crc32(f"{kind}{size}".encode()))
+    pairs = [random_case(rng, kind, *size) for _ in range(4)]
+    with np.errstate(all="ignore"):
+        want = oracle(pairs)
+    assert_close(ours(pairs), want)
+
+
+def test_per_image_scores_and_curves():
+    rng = np.random.default_rng(0)
+    pred, gt = random_case(rng, "blobs", 60, 80)
+    m = SaliencyMetrics()
+    scores = m.update(pred, gt)
+    assert set(scores) >= {"mae", "sm", "wfm", "adp_fm", "adp_em", "boundary_iou"}
+    out = m.compute()
+    assert out["precision"].shape == out["recall"].shape == out["fm_curve"].shape == (256,)
+    assert out["max_fm"] == pytest.approx(out["fm_curve"].max())
+    m.reset()
+    with pytest.raises(ValueError, match="update"):
+        m.compute()
+
+
+def test_perfect_prediction():
+    gt = np.zeros((40, 50), np.uint8)
+    gt[10:30, 15:40] = 255
+    out = ours([(gt.copy(), gt)])
+    assert out["mae"] == 0 and out["max_fm"] == pytest.approx(1) and out["boundary_iou"] == 1
+    assert out["sm"] == pytest.approx(1, abs=1e-9) and out["max_em"] == pytest.approx(1, abs=1e-3)
+
+
+def test_merge_equals_single_pass():
+    rng = np.random.default_rng(3)
+    pairs = [random_case(rng, "blobs", 40, 30) for _ in range(6)]
+    a, b = SaliencyMetrics(), SaliencyMetrics()
+    for p, g in pairs[:2]:
+        a.update(p, g)
+    for p, g in pairs[2:]:
+        b.update(p, g)
+    a.merge(b)
+    merged, single = a.compute(), ours(pairs)
+    assert not any(np.isnan(single[k]) for k in KEYS)
+    for k in KEYS:
+        assert merged[k] == pytest.approx(single[k], abs=1e-9), k
+
+
+def test_torch_input_and_bad_shapes():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    pred, gt = random_case(rng, "blobs", 20, 20)
+    m = SaliencyMetrics()
+    m.update(torch.from_numpy(pred)[None], torch.from_numpy(gt))
+    assert m.count == 1
+    with pytest.raises(ValueError, match="differ in size"):
+        m.update(pred, gt[:10])

@@ -1,0 +1,95 @@
+"""DeepLabv3+ and the PoolNet-style saliency network, and the inference fast path."""
+
+import pytest
+import torch
+
+from segkit.errors import SegkitError
+from segkit.models import create_backbone, create_model, prepare_for_inference
+from tests.conftest import max_rel_err, randomize_batchnorm
+
+
+@pytest.mark.parametrize("backbone", ["res2net50_26w_4s", "resnet50"])
+@pytest.mark.parametrize("output_stride,size", [(16, (64, 96)), (8, (56, 72))])
+def test_deeplab_forward_backward(backbone, output_stride, size):
+    model = create_model("segmentation", backbone=backbone, num_classes=5, output_stride=output_stride)
+    x = torch.randn(2, 3, *size)
+    y = model(x)
+    assert y.shape == (2, 5, *size)
+    y.logsumexp(1).mean().backward()
+    assert torch.isfinite(y).all()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_deeplab_uses_paper_atrous_rates():
+    for os_, rates in [(16, (6, 12, 18)), (8, (12, 24, 36))]:
+        model = create_model("segmentation", output_stride=os_)
+        aspp_convs = model.net.decoder.aspp[0].convs
+        dilations = [aspp_convs[i][0][0].dilation[0] for i in (1, 2, 3)]  # separable: depthwise conv first
+        assert tuple(dilations) == rates
+        assert model.backbone.output_stride == os_
+
+
+def test_deeplab_rejects_non_multiple_sizes():
+    model = create_model("segmentation", output_stride=16).eval()
+    with pytest.raises(SegkitError, match="multiples of 16.*pad the image to 64x64"):
+        model(torch.randn(1, 3, 60, 64))
+
+
+@pytest.mark.parametrize("backbone", ["res2net50_26w_4s", "res2net50_v1b_26w_4s", "resnet50"])
+@pytest.mark.parametrize("size", [(67, 53), (33, 47)])
+def test_saliency_any_size(backbone, size):
+    model = create_model("saliency", backbone=backbone)
+    x = torch.randn(2, 3, *size)
+    y = model(x)
+    assert y.shape == (2, 1, *size)
+    torch.nn.functional.binary_cross_entropy_with_logits(y, torch.rand_like(y)).backward()
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_saliency_output_stride(output_stride):
+    model = create_model("saliency", output_stride=output_stride).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 40, 40)).shape == (1, 1, 40, 40)
+
+
+def test_unknown_task():
+    with pytest.raises(SegkitError, match="saliency"):
+        create_model("detection")
+
+
+def test_pretrained_backbone_reaches_the_network(tmp_path):
+    source = randomize_batchnorm(create_backbone("res2net50_14w_8s"))
+    path = tmp_path / "b.pth"
+    torch.save({"state_dict": source.state_dict()}, path)
+    for task in ("segmentation", "saliency"):
+        model = create_model(task, backbone="res2net50_14w_8s", pretrained_backbone=path)
+        got = model.backbone.state_dict()
+        assert all(torch.equal(got[k], v) for k, v in source.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: create_backbone("res2net50_26w_4s", output_stride=16),
+        lambda: create_backbone("res2net50_v1b_26w_4s", output_stride=8),
+        lambda: create_backbone("res2next50"),
+        lambda: create_backbone("resnet50d", output_stride=16),
+        lambda: create_model("segmentation", num_classes=4),
+        lambda: create_model("saliency", backbone="res2net50_14w_8s"),
+    ],
+    ids=["r2n-os16", "v1b-os8", "res2next", "resnet50d", "deeplab", "poolnet"],
+)
+def test_prepare_for_inference_equals_eval_model(build):
+    model = randomize_batchnorm(build()).eval()
+    fast = prepare_for_inference(model)
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        want, got = model(x), fast(x)
+    want = want if isinstance(want, list) else [want]
+    got = got if isinstance(got, list) else [got]
+    for g, w in zip(got, want, strict=True):
+        assert max_rel_err(g, w) < 1e-4
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules()), "every BatchNorm is folded"
+    assert model.training is False and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())

@@ -1,0 +1,19 @@
+"""The repository's promises: CI runs exactly the README's test command."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(?P<body>.*?)```", readme.split("## Quickstart", 1)[1], re.S)
+    commands = [line for line in block.group("body").splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2, "the Quickstart is exactly two commands"
+    ci = [
+        line
+        for line in (ROOT / ".ci/run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
+    assert ci == [commands[1]]
