@@ -12,7 +12,9 @@ from segkit.errors import SegkitError
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="measure speed (backbone)", description="Speed benchmarks, side by side.")
+    bench = sub.add_parser(
+        "bench", help="measure speed (backbone, metrics)", description="Speed benchmarks, side by side."
+    )
     targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
     bb = targets.add_parser(
         "backbone",
@@ -33,6 +35,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bb.add_argument("--train-size", type=int, default=256, help="input side in px of the training step")
     bb.add_argument("--variants", nargs="+", metavar="NAME", help="Res2Net variants (default: the paper's five)")
     bb.set_defaults(func=_run_bench_backbone)
+    bm = targets.add_parser(
+        "metrics",
+        help="segkit eval vs a plain PySODMetrics loop on the same files",
+        description=(
+            "Writes N synthetic 400x300 prediction/mask PNG pairs, then times two whole processes on them: "
+            "'segkit eval --task saliency' and a plain Python loop over PySODMetrics' Fmeasure, WeightedFmeasure, "
+            "Smeasure, Emeasure and MAE; reports the speed-up and the largest difference between their numbers."
+        ),
+    )
+    bm.add_argument("--pairs", type=int, default=1000, help="number of image pairs (default: 1000)")
+    bm.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bm.set_defaults(func=_run_bench_metrics)
 
 
 def _run_bench_backbone(args: argparse.Namespace) -> int:
@@ -175,6 +189,22 @@ def _jsonable(scores: dict, keys: tuple[str, ...]) -> dict:
     extra = ("per_class_iou", "per_class_boundary_iou", "trimap_miou", "count", "missing", "resized", "bad")
     out.update({k: scores[k] for k in extra if k in scores})
     return out
+
+
+def _run_bench_metrics(args: argparse.Namespace) -> int:
+    import json
+
+    from segkit.bench.metrics import run_metrics_bench
+
+    if args.pairs < 1:
+        raise SegkitError("--pairs must be a positive integer")
+    print(f"writing {args.pairs} pairs and timing both evaluators ...", file=sys.stderr)
+    result = run_metrics_bench(args.pairs)
+    for key, value in result.items():
+        print(f"{key:<28} {value:.6g}" if isinstance(value, float) else f"{key:<28} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0 if result["same_numbers"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,12 @@ Conventions, applied by ``prepare`` to every pair:
 - the adaptive threshold is min(2 x mean(pred), 1);
 - scores are averaged over images; curves are averaged over images, then their max and mean are taken.
 
-Per-image formulas are pure functions; ``SaliencyMetrics`` accumulates them over a dataset.
+Why histograms: a saved prediction is uint8, so its prepared map takes at most 256 values. Every sum over pixels
+that the definitions need (MAE, the threshold curves, the object and region terms of the S-measure, the adaptive
+scores) is a sum over 256 levels weighted by a (level, object/background) histogram, computed once per image.
+Only the weighted F-measure works on the map itself.
+
+Per-image formulas are pure functions of a ``PreparedPair``; ``SaliencyMetrics`` accumulates them.
 """
 
 from __future__ import annotations
@@ -26,26 +31,76 @@ from segkit.metrics.boundary import boundary_iou
 EPS = np.spacing(1)  # the toolbox's eps (MATLAB's eps = 2.2e-16)
 BETA_SQ = 0.3  # F-measure beta^2 (Achanta et al. 2009)
 NUM_THRESHOLDS = 256
+_LEVELS = np.arange(256, dtype=np.float64) / 255.0  # raw uint8 level -> pred / 255
 
 
-def prepare(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(pred in [0, 1] as float64, gt as bool) from uint8-range arrays of the same shape."""
-    gt_bool = gt > 128
-    pred = pred.astype(np.float64) / 255.0
-    lo, hi = pred.min(), pred.max()
-    if hi != lo:
-        pred = (pred - lo) / (hi - lo)
-    return pred, gt_bool
+@dataclass(frozen=True)
+class PreparedPair:
+    """One prediction / ground-truth pair after the conventions, with its level histogram."""
+
+    raw: np.ndarray  # (H, W) uint8 prediction as saved
+    gt: np.ndarray  # (H, W) bool, ground truth > 128
+    values: np.ndarray  # (256,) prepared value (in [0, 1]) of each raw level
+    pred: np.ndarray  # (H, W) float64 in [0, 1]: the prepared prediction, values[raw]
+    hist: np.ndarray  # (256, 2) pixel counts per raw level on background (column 0) and object (column 1)
+
+    @property
+    def size(self) -> int:
+        return self.gt.size
 
 
-def mae(pred: np.ndarray, gt: np.ndarray) -> float:
+def to_uint8_prediction(pred: np.ndarray) -> np.ndarray:
+    """uint8 arrays as they are; floating arrays are probabilities in [0, 1], quantised as a saved PNG would be."""
+    if pred.dtype == np.uint8:
+        return pred
+    if np.issubdtype(pred.dtype, np.floating):
+        return np.clip(np.round(pred * 255), 0, 255).astype(np.uint8)
+    if pred.min() < 0 or pred.max() > 255:
+        raise ValueError(f"integer predictions must lie in 0..255, got {pred.min()}..{pred.max()}")
+    return pred.astype(np.uint8)
+
+
+def to_bool_mask(gt: np.ndarray) -> np.ndarray:
+    """bool as it is; uint8/integer masks binarised at > 128; floating masks (0..1) at > 0.5."""
+    if gt.dtype == np.bool_:
+        return gt
+    if np.issubdtype(gt.dtype, np.floating):
+        return gt > 0.5
+    return gt > 128
+
+
+def prepare(pred: np.ndarray, gt: np.ndarray) -> PreparedPair:
+    """Apply the conventions to a prediction (uint8, or probabilities) and a ground truth of the same shape."""
+    raw = to_uint8_prediction(pred)
+    gt_bool = to_bool_mask(gt)
+    raw = np.ascontiguousarray(raw)
+    lo, hi = _LEVELS[raw.min()], _LEVELS[raw.max()]
+    values = _LEVELS if hi == lo else (_LEVELS - lo) / (hi - lo)  # elementwise as on the map: same bits
+    pred_map = cv2.LUT(raw, values)  # values[raw], by OpenCV's table lookup (7x numpy's gather here)
+    return PreparedPair(raw, gt_bool, values, pred_map, level_hist(raw, gt_bool))
+
+
+def level_hist(raw: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(256, 2) int64: pixels of each raw level on background (column 0) and object (column 1)."""
+    if raw.size < 2**24:  # OpenCV counts in float32: exact below 2^24 pixels
+        mask = np.ascontiguousarray(gt).view(np.uint8)
+        total = cv2.calcHist([raw], [0], None, [256], [0, 256])[:, 0]
+        fg = cv2.calcHist([raw], [0], mask, [256], [0, 256])[:, 0]
+        fg = fg.astype(np.int64)
+        return np.stack([total.astype(np.int64) - fg, fg], axis=1)
+    codes = raw.astype(np.int64) * 2 + gt
+    return np.bincount(codes.ravel(), minlength=512).reshape(256, 2)
+
+
+def mae(pair: PreparedPair) -> float:
     """Mean absolute error between the prepared prediction and the binary ground truth."""
-    return float(np.mean(np.abs(pred - gt)))
+    bg, fg = pair.hist[:, 0], pair.hist[:, 1]
+    return float((np.dot(fg, 1 - pair.values) + np.dot(bg, pair.values)) / pair.size)
 
 
-def adaptive_threshold(pred: np.ndarray) -> float:
+def adaptive_threshold(pair: PreparedPair) -> float:
     """Twice the mean saliency, capped at 1 (Achanta et al., CVPR 2009)."""
-    return min(2.0 * float(pred.mean()), 1.0)
+    return min(2.0 * float(pair.pred.mean()), 1.0)
 
 
 # ---------------------------------------------------------------- threshold curves (histograms + cumulative sums)
@@ -61,15 +116,15 @@ class ThresholdCounts:
     size: int
 
 
-def threshold_counts(pred: np.ndarray, gt: np.ndarray) -> ThresholdCounts:
-    """Counts for all 256 thresholds at once: one histogram of (uint8-quantised prediction, gt) pairs, cumulated
-    from the top threshold down."""
-    quantised = (pred * 255).astype(np.uint8)
-    codes = quantised.astype(np.uint16) * 2 + gt  # (value, is-object) in one code
-    hist = np.bincount(codes.ravel(), minlength=2 * NUM_THRESHOLDS).reshape(NUM_THRESHOLDS, 2)
-    tp = np.cumsum(hist[::-1, 1])
-    fp = np.cumsum(hist[::-1, 0])
-    return ThresholdCounts(tp=tp, fp=fp, gt_fg=int(tp[-1]), size=gt.size)
+def threshold_counts(pair: PreparedPair) -> ThresholdCounts:
+    """Counts for all 256 thresholds at once: the level histogram re-binned by quantised value, cumulated from the
+    top threshold down."""
+    quantised = (pair.values * 255).astype(np.uint8)  # each level's uint8(pred * 255)
+    fg = np.bincount(quantised, weights=pair.hist[:, 1], minlength=NUM_THRESHOLDS).astype(np.int64)
+    bg = np.bincount(quantised, weights=pair.hist[:, 0], minlength=NUM_THRESHOLDS).astype(np.int64)
+    tp = np.cumsum(fg[::-1])
+    fp = np.cumsum(bg[::-1])
+    return ThresholdCounts(tp=tp, fp=fp, gt_fg=int(tp[-1]), size=pair.size)
 
 
 def precision_recall_f(counts: ThresholdCounts, beta_sq: float = BETA_SQ) -> tuple[np.ndarray, ...]:
@@ -82,14 +137,19 @@ def precision_recall_f(counts: ThresholdCounts, beta_sq: float = BETA_SQ) -> tup
     return precision, recall, numerator / denominator
 
 
-def adaptive_fmeasure(pred: np.ndarray, gt: np.ndarray, beta_sq: float = BETA_SQ) -> float:
+def _adaptive_counts(pair: PreparedPair) -> tuple[int, int]:
+    """(object pixels, background pixels) predicted >= the adaptive threshold."""
+    selected = pair.values >= adaptive_threshold(pair)
+    return int(pair.hist[selected, 1].sum()), int(pair.hist[selected, 0].sum())
+
+
+def adaptive_fmeasure(pair: PreparedPair, beta_sq: float = BETA_SQ) -> float:
     """F-measure at the adaptive threshold; 0 when nothing predicted overlaps the object."""
-    binary = pred >= adaptive_threshold(pred)
-    intersection = np.count_nonzero(binary & gt)
+    intersection, false_pos = _adaptive_counts(pair)
     if intersection == 0:
         return 0.0
-    precision = intersection / np.count_nonzero(binary)
-    recall = intersection / np.count_nonzero(gt)
+    precision = intersection / (intersection + false_pos)
+    recall = intersection / int(pair.hist[:, 1].sum())
     return float((1 + beta_sq) * precision * recall / (beta_sq * precision + recall))
 
 
@@ -127,38 +187,45 @@ def emeasure_curve(counts: ThresholdCounts) -> np.ndarray:
     return np.asarray(total, dtype=np.float64) / (counts.size - 1 + EPS)
 
 
-def adaptive_emeasure(pred: np.ndarray, gt: np.ndarray) -> float:
+def adaptive_emeasure(pair: PreparedPair) -> float:
     """E-measure of the prediction binarised at the adaptive threshold."""
-    binary = pred >= adaptive_threshold(pred)
-    fg_fg = np.count_nonzero(binary & gt)
-    fg_bg = np.count_nonzero(binary & ~gt)
-    gt_fg = np.count_nonzero(gt)
-    return float(_enhanced_alignment_sum(fg_fg, fg_bg, gt_fg, gt.size) / (gt.size - 1 + EPS))
+    fg_fg, fg_bg = _adaptive_counts(pair)
+    gt_fg = int(pair.hist[:, 1].sum())
+    return float(_enhanced_alignment_sum(fg_fg, fg_bg, gt_fg, pair.size) / (pair.size - 1 + EPS))
 
 
 # ---------------------------------------------------------------- S-measure (Fan et al., ICCV 2017), alpha = 0.5
 
 
-def _object_similarity(values: np.ndarray) -> float:
-    mean = np.mean(values)
+def _object_similarity(values: np.ndarray, counts: np.ndarray) -> float:
+    """2 mean / (mean^2 + 1 + std + eps) of a region whose pixels take ``values`` ``counts`` times."""
+    n = counts.sum()
+    mean = np.dot(counts, values) / n
     dev = values - mean
-    std = np.sqrt(np.einsum("i,i->", dev, dev) / (values.size - 1 + EPS))  # sample std; 0, not 0/0, for one pixel
+    std = np.sqrt(np.dot(counts, dev * dev) / (n - 1 + EPS))  # sample std; 0, not 0/0, for one pixel
     return 2 * mean / (mean * mean + 1 + std + EPS)
 
 
-def _object_score(pred: np.ndarray, gt: np.ndarray) -> float:
-    fg_ratio = np.mean(gt)
-    return _object_similarity(pred[gt]) * fg_ratio + _object_similarity((1 - pred)[~gt]) * (1 - fg_ratio)
+def _object_score(pair: PreparedPair) -> float:
+    fg_ratio = pair.hist[:, 1].sum() / pair.size
+    fg = _object_similarity(pair.values, pair.hist[:, 1])
+    bg = _object_similarity(1 - pair.values, pair.hist[:, 0])
+    return fg * fg_ratio + bg * (1 - fg_ratio)
 
 
-def _ssim(pred: np.ndarray, gt: np.ndarray) -> float:
-    n = pred.size
-    x, y = np.mean(pred), np.mean(gt)
-    dx, dy = pred - x, gt - y
+def _ssim(values: np.ndarray, hist: np.ndarray) -> float:
+    """The SSIM-like region term of one quadrant from its (level, object) histogram."""
+    bg, fg = hist[:, 0], hist[:, 1]
+    count = bg + fg
+    n = count.sum()
+    n_fg = fg.sum()
+    x = np.dot(count, values) / n
+    y = n_fg / n
+    dx = values - x
     # EPS: a one-pixel quadrant has zero variance, not 0/0
-    var_x = np.einsum("ij,ij->", dx, dx) / (n - 1 + EPS)
-    var_y = np.einsum("ij,ij->", dy, dy) / (n - 1 + EPS)
-    cov = np.einsum("ij,ij->", dx, dy) / (n - 1 + EPS)
+    var_x = np.dot(count, dx * dx) / (n - 1 + EPS)
+    var_y = (n_fg * (1 - y) ** 2 + (n - n_fg) * y * y) / (n - 1 + EPS)
+    cov = np.dot(dx, fg * (1 - y) - bg * y) / (n - 1 + EPS)
     alpha = 4 * x * y * cov
     beta = (x * x + y * y) * (var_x + var_y)
     if alpha != 0:
@@ -169,38 +236,42 @@ def _ssim(pred: np.ndarray, gt: np.ndarray) -> float:
 def _centroid(gt: np.ndarray) -> tuple[int, int]:
     """1-based (x, y) split point: the rounded centroid of the object (the image centre when empty)."""
     h, w = gt.shape
-    rows, cols = np.nonzero(gt)
-    if rows.size == 0:
+    row_counts, col_counts = np.count_nonzero(gt, axis=1), np.count_nonzero(gt, axis=0)
+    n = row_counts.sum()
+    if n == 0:
         return int(np.round(w / 2)) + 1, int(np.round(h / 2)) + 1
-    return int(np.round(cols.mean())) + 1, int(np.round(rows.mean())) + 1
+    # integer sums, so the mean equals the mean of the pixels' coordinates exactly
+    x = np.dot(np.arange(w), col_counts) / n
+    y = np.dot(np.arange(h), row_counts) / n
+    return int(np.round(x)) + 1, int(np.round(y)) + 1
 
 
-def _region_score(pred: np.ndarray, gt: np.ndarray) -> float:
-    h, w = gt.shape
-    x, y = _centroid(gt)
-    gt_f = gt.astype(np.float64)
+def _region_score(pair: PreparedPair) -> float:
+    h, w = pair.gt.shape
+    x, y = _centroid(pair.gt)
+    r, g = pair.raw, pair.gt
     w_lt = x * y / (h * w)
     w_rt = y * (w - x) / (h * w)
     w_lb = (h - y) * x / (h * w)
     w_rb = 1 - w_lt - w_rt - w_lb
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (
-            w_lt * _ssim(pred[:y, :x], gt_f[:y, :x])
-            + w_rt * _ssim(pred[:y, x:], gt_f[:y, x:])
-            + w_lb * _ssim(pred[y:, :x], gt_f[y:, :x])
-            + w_rb * _ssim(pred[y:, x:], gt_f[y:, x:])
-        )
+    v = pair.values
+    return (
+        w_lt * _ssim(v, level_hist(r[:y, :x], g[:y, :x]))
+        + w_rt * _ssim(v, level_hist(r[:y, x:], g[:y, x:]))
+        + w_lb * _ssim(v, level_hist(r[y:, :x], g[y:, :x]))
+        + w_rb * _ssim(v, level_hist(r[y:, x:], g[y:, x:]))
+    )
 
 
-def smeasure(pred: np.ndarray, gt: np.ndarray, alpha: float = 0.5) -> float:
+def smeasure(pair: PreparedPair, alpha: float = 0.5) -> float:
     """Structure measure: alpha x object-aware + (1 - alpha) x region-aware similarity, clipped at 0."""
-    fg_ratio = np.mean(gt)
-    if fg_ratio == 0:
-        return float(1 - np.mean(pred))
-    if fg_ratio == 1:
-        return float(np.mean(pred))
+    n_fg = pair.hist[:, 1].sum()
+    if n_fg == 0:
+        return float(1 - pair.pred.mean())
+    if n_fg == pair.size:
+        return float(pair.pred.mean())
     with np.errstate(invalid="ignore", divide="ignore"):
-        score = alpha * _object_score(pred, gt) + (1 - alpha) * _region_score(pred, gt)
+        score = alpha * _object_score(pair) + (1 - alpha) * _region_score(pair)
     # A centroid on the last row or column leaves a quadrant empty and its mean undefined: the score is then NaN,
     # kept as PySODMetrics keeps it (MATLAB's max(0, NaN) would return 0).
     return float(score) if np.isnan(score) else float(max(0.0, score))
@@ -224,7 +295,7 @@ _GAUSS_7_5 = _matlab_gaussian()
 _GAUSS_RADIUS = 3  # the 7x7 kernel reaches 3 px
 
 
-def weighted_fmeasure(pred: np.ndarray, gt: np.ndarray, beta: float = 1.0) -> float:
+def weighted_fmeasure(pair: PreparedPair, beta: float = 1.0) -> float:
     """Weighted F-measure: errors propagated to background pixels from their nearest object pixel
     (exact Euclidean feature transform), smoothed by a 7x7 Gaussian (sigma 5), weighted by distance.
 
@@ -233,25 +304,32 @@ def weighted_fmeasure(pred: np.ndarray, gt: np.ndarray, beta: float = 1.0) -> fl
     background pixel there finds the same nearest object pixel as in the whole image); the distance weights of
     all background pixels come from OpenCV's exact distance transform.
     """
-    if not gt.any():
+    gt, pred = pair.gt, pair.pred
+    n_fg = int(pair.hist[:, 1].sum())
+    if n_fg == 0:
         return 0.0
-    err = np.abs(pred - gt)
-    rows, cols = np.nonzero(gt.any(1))[0], np.nonzero(gt.any(0))[0]
+    rows, cols = np.flatnonzero(gt.any(1)), np.flatnonzero(gt.any(0))
     m = _GAUSS_RADIUS + 1
     y0, y1 = max(rows[0] - m, 0), min(rows[-1] + m + 1, gt.shape[0])
     x0, x1 = max(cols[0] - m, 0), min(cols[-1] + m + 1, gt.shape[1])
-    gt_box, err_box = gt[y0:y1, x0:x1], err[y0:y1, x0:x1]
+    gt_box = gt[y0:y1, x0:x1]
+    pred_box = pred[y0:y1, x0:x1]
+    err_box = pred_box.copy()  # |pred - gt|: pred on the background, 1 - pred on the object
+    np.subtract(1.0, pred_box, out=err_box, where=gt_box)
     iy, ix = distance_transform_edt(~gt_box, return_distances=False, return_indices=True)
-    err_prop = err_box[iy, ix]  # background pixels take their nearest object pixel's error; object pixels keep theirs
+    nearest = iy * err_box.shape[1] + ix  # flat index of each pixel's nearest object pixel (itself on the object)
+    err_prop = np.take(err_box, nearest)  # background pixels take their nearest object pixel's error
     # Every object pixel is >= 4 px inside the box, or the box meets the image border there: filtering the box
     # with a zero border gives the same values on object pixels as filtering the whole image.
     smoothed = cv2.filter2D(err_prop, cv2.CV_64F, _GAUSS_7_5, borderType=cv2.BORDER_CONSTANT)
-    min_err_gt = np.minimum(smoothed[gt_box], err_box[gt_box])  # the object's errors, lowered where smoothing lowers them
-    dist_bg = cv2.distanceTransform((~gt).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[~gt]
-    weighted_bg = err[~gt] * (2 - np.exp(math.log(0.5) / 5 * dist_bg.astype(np.float64)))
-    tp = min_err_gt.size - min_err_gt.sum()
-    fp = weighted_bg.sum()
-    recall = 1 - min_err_gt.mean()
+    min_err_fg = np.minimum(smoothed[gt_box], err_box[gt_box])  # object errors, lowered where smoothing lowers them
+    # Background error is the prediction itself; its weight 2 - exp(ln(0.5) / 5 * distance) is 1 on the object
+    # (distance 0), so the background sum is the whole-image sum minus the object's prediction sum.
+    dist = cv2.distanceTransform((~gt).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64)
+    weight = 2 - np.exp(dist * (math.log(0.5) / 5))
+    fp = np.einsum("ij,ij->", pred, weight) - np.dot(pair.hist[:, 1], pair.values)
+    tp = n_fg - min_err_fg.sum()
+    recall = 1 - min_err_fg.mean()
     precision = tp / (tp + fp + EPS)
     return float((1 + beta) * recall * precision / (recall + beta * precision + EPS))
 
@@ -263,7 +341,9 @@ def weighted_fmeasure(pred: np.ndarray, gt: np.ndarray, beta: float = 1.0) -> fl
 class SaliencyMetrics:
     """Accumulates MAE, S-measure, weighted F, F-measure and E-measure (adaptive, mean, max) over a dataset.
 
-    ``update(pred, gt)`` takes uint8-range arrays (0..255) of one image, numpy or torch, same shape.
+    ``update(pred, gt)`` takes one image's maps, numpy or torch (CPU or CUDA), same shape: the prediction as uint8
+    (0..255, as saved) or as probabilities in [0, 1] (quantised as a saved PNG would be); the ground truth as uint8
+    (> 128 is object), bool, or floats in [0, 1] (> 0.5).
     ``compute()`` returns ``{mae, sm, wfm, adp_fm, mean_fm, max_fm, adp_em, mean_em, max_em, boundary_iou}``
     (Boundary IoU of the prediction binarised at >= 0.5, averaged over images) plus the
     curves (``precision``, ``recall``, ``fm_curve``, ``em_curve``, ascending thresholds 0..255).
@@ -281,8 +361,7 @@ class SaliencyMetrics:
         pred_a, gt_a = _as_numpy(pred), _as_numpy(gt)
         if pred_a.shape != gt_a.shape:
             raise ValueError(f"prediction {pred_a.shape} and ground truth {gt_a.shape} differ in size")
-        p, g = prepare(pred_a, gt_a)
-        scores, curves = per_image_scores(p, g, self.beta_sq)
+        scores, curves = per_image_scores(prepare(pred_a, gt_a), self.beta_sq)
         for k, v in scores.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
         for k, v in curves.items():
@@ -342,17 +421,17 @@ class SaliencyMetrics:
         }
 
 
-def per_image_scores(pred: np.ndarray, gt: np.ndarray, beta_sq: float = BETA_SQ) -> tuple[dict, dict]:
-    """All saliency scores and curves of one prepared pair (``prepare``'s output)."""
-    counts = threshold_counts(pred, gt)
+def per_image_scores(pair: PreparedPair, beta_sq: float = BETA_SQ) -> tuple[dict, dict]:
+    """All saliency scores and curves of one prepared pair."""
+    counts = threshold_counts(pair)
     precision, recall, fm = precision_recall_f(counts, beta_sq)
     scores = {
-        "mae": mae(pred, gt),
-        "sm": smeasure(pred, gt),
-        "wfm": weighted_fmeasure(pred, gt),
-        "adp_fm": adaptive_fmeasure(pred, gt, beta_sq),
-        "adp_em": adaptive_emeasure(pred, gt),
-        "boundary_iou": boundary_iou(pred >= 0.5, gt),
+        "mae": mae(pair),
+        "sm": smeasure(pair),
+        "wfm": weighted_fmeasure(pair),
+        "adp_fm": adaptive_fmeasure(pair, beta_sq),
+        "adp_em": adaptive_emeasure(pair),
+        "boundary_iou": boundary_iou(cv2.LUT(pair.raw, (pair.values >= 0.5).view(np.uint8)), pair.gt),
     }
     curves = {"precision": precision, "recall": recall, "fm": fm, "em": emeasure_curve(counts)}
     return scores, curves

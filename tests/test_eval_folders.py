@@ -1,0 +1,197 @@
+"""segkit eval --pred/--gt on folders the tests write."""
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from segkit.cli import main
+from segkit.metrics import SaliencyMetrics, SegmentationMetrics
+from segkit.metrics.folders import evaluate_folders, pair_by_stem
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "data" / "sod-reference" / "ecssd-pascals-soc"
+
+
+def test_reference_folder_via_cli_matches_reference_json(tmp_path, capsys):
+    out = tmp_path / "scores.json"
+    assert (
+        main(
+            [
+                "eval",
+                "--task",
+                "saliency",
+                "--pred",
+                str(REF / "pred"),
+                "--gt",
+                str(REF / "gt"),
+                "--json",
+                str(out),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
+    got = json.loads(out.read_text())
+    ref = json.loads((REF.parent / "REFERENCE.json").read_text())["ecssd-pascals-soc"]["pysodmetrics_1_6"]
+    for k, v in ref.items():
+        assert abs(got[k] - v) <= 1e-6, k
+    assert set(got) >= {
+        "mae",
+        "sm",
+        "wfm",
+        "adp_fm",
+        "mean_fm",
+        "max_fm",
+        "adp_em",
+        "mean_em",
+        "max_em",
+        "boundary_iou",
+    }
+    assert "max_fm" in capsys.readouterr().out
+
+
+def _write_sal(folder: Path, stems, rng, suffix="", size=(48, 64)):
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for s in stems:
+        a = (rng.random(size) * 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"{s}{suffix}.png"), a)
+        arrays[s] = a
+    return arrays
+
+
+def test_suffix_pairing_missing_listed_and_parallel_equals_serial(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    stems = [f"img {i:03d}" for i in range(40)] + ["ünïcode"]  # spaces and non-ASCII names
+    gts = _write_sal(tmp_path / "gt", stems, rng)
+    preds = _write_sal(tmp_path / "pred", stems[:-3], rng, suffix="_sal_fuse")
+    (tmp_path / "pred" / "notes.txt").write_text("not an image")
+    pairing = pair_by_stem(tmp_path / "pred", tmp_path / "gt")
+    assert len(pairing.pairs) == len(stems) - 3
+    assert sorted(pairing.missing) == sorted(stems[-3:])
+    serial = evaluate_folders("saliency", tmp_path / "pred", tmp_path / "gt", workers=1)
+    parallel = evaluate_folders("saliency", tmp_path / "pred", tmp_path / "gt", workers=2)
+    direct = SaliencyMetrics()
+    for s in stems[:-3]:
+        direct.update(preds[s], gts[s])
+    want = direct.compute()
+    for k in ("mae", "sm", "wfm", "max_fm", "mean_em"):
+        assert serial[k] == pytest.approx(want[k], abs=1e-12)
+        assert parallel[k] == pytest.approx(want[k], abs=1e-9)
+    assert main(["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 0
+    err = capsys.readouterr().err
+    assert "3 ground-truth files have no prediction" in err and "ünïcode" in err
+
+
+def test_size_mismatch_resized_and_said_or_strict_error(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    _write_sal(tmp_path / "gt", ["a", "b"], rng, size=(40, 40))
+    _write_sal(tmp_path / "pred", ["a"], rng, size=(40, 40))
+    _write_sal(tmp_path / "pred", ["b"], rng, size=(20, 30))
+    res = evaluate_folders("saliency", tmp_path / "pred", tmp_path / "gt", workers=1)
+    assert len(res["resized"]) == 1 and res["count"] == 2
+    strict = evaluate_folders("saliency", tmp_path / "pred", tmp_path / "gt", strict_size=True, workers=1)
+    assert strict["count"] == 1 and "differs from ground truth" in strict["bad"][0]["problem"]
+    main(["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")])
+    assert "were resized" in capsys.readouterr().err
+
+
+def test_corrupt_prediction_is_listed_not_fatal(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    _write_sal(tmp_path / "gt", ["a", "b"], rng)
+    _write_sal(tmp_path / "pred", ["a"], rng)
+    (tmp_path / "pred" / "b.png").write_bytes(b"")
+    assert main(["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 0
+    assert "b.png: is empty" in capsys.readouterr().err
+
+
+def test_missing_folder_and_no_matches_are_clear_errors(tmp_path, capsys):
+    assert main(["eval", "--task", "saliency", "--pred", str(tmp_path / "x"), "--gt", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+    rng = np.random.default_rng(3)
+    _write_sal(tmp_path / "gt", ["a"], rng)
+    _write_sal(tmp_path / "pred", ["zzz"], rng)
+    assert main(["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 2
+    assert "matches" in capsys.readouterr().err
+
+
+def _palette_png(path: Path, labels: np.ndarray) -> None:
+    im = Image.fromarray(labels.astype(np.uint8), mode="P")
+    im.putpalette([v for i in range(256) for v in ((i * 37) % 256, (i * 91) % 256, (i * 13) % 256)])
+    im.save(path)
+
+
+def test_segmentation_folders_read_palette_indices(tmp_path):
+    rng = np.random.default_rng(4)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    direct = SegmentationMetrics(4)
+    for i in range(3):
+        g = rng.choice([0, 1, 2, 255], size=(32, 32)).astype(np.uint8)
+        p = rng.integers(0, 4, size=(32, 32)).astype(np.uint8)
+        _palette_png(tmp_path / "gt" / f"{i}.png", g)
+        _palette_png(tmp_path / "pred" / f"{i}.png", p)
+        direct.update(p, g)
+    out = tmp_path / "s.json"
+    assert (
+        main(
+            [
+                "eval",
+                "--task",
+                "segmentation",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--gt",
+                str(tmp_path / "gt"),
+                "--num-classes",
+                "4",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    got = json.loads(out.read_text())
+    want = direct.compute()
+    assert set(got) >= {"miou", "aacc", "macc", "fwiou", "mdice", "per_class_iou", "boundary_iou"}
+    assert got["miou"] == pytest.approx(want["miou"]) and got["boundary_iou"] == pytest.approx(want["boundary_iou"])
+
+
+def test_segmentation_needs_num_classes(tmp_path, capsys):
+    assert main(["eval", "--task", "segmentation", "--pred", str(tmp_path), "--gt", str(tmp_path)]) == 2
+    assert "--num-classes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "latex"])
+def test_table_formats_and_curves_with_two_methods(tmp_path, capsys, fmt):
+    shutil.copytree(REF, tmp_path / "ref")
+    curves = tmp_path / "curves.png"
+    assert (
+        main(
+            [
+                "eval",
+                "--task",
+                "saliency",
+                "--pred",
+                f"A={tmp_path / 'ref' / 'pred'}",
+                "--pred",
+                f"B={tmp_path / 'ref' / 'gt'}",
+                "--gt",
+                str(tmp_path / "ref" / "gt"),
+                "--format",
+                fmt,
+                "--curves",
+                str(curves),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert {"md": "| A |", "csv": "A,", "latex": r"\toprule"}[fmt] in out and "B" in out
+    assert curves.stat().st_size > 1000
