@@ -1,3 +1,16 @@
-"""segkit: semantic segmentation and salient object detection on the Res2Net backbone."""
+"""segkit: semantic segmentation and salient object detection on the Res2Net backbone.
+
+``segkit.load_model(checkpoint)`` and ``segkit.Predictor(checkpoint_or_onnx)`` are imported on first use, so
+that ``import segkit`` (and the command line) starts without loading PyTorch.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["Predictor", "load_model"]
+
+
+def __getattr__(name: str):
+    if name in ("Predictor", "load_model"):
+        from segkit.engine import predictor
+
+        return getattr(predictor, name)
+    raise AttributeError(f"module 'segkit' has no attribute '{name}'")

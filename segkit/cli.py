@@ -13,7 +13,7 @@ from segkit.errors import SegkitError
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
-        "bench", help="measure speed (backbone, metrics)", description="Speed benchmarks, side by side."
+        "bench", help="measure speed (backbone, metrics, data)", description="Speed benchmarks, side by side."
     )
     targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
     bb = targets.add_parser(
@@ -47,6 +47,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bm.add_argument("--pairs", type=int, default=1000, help="number of image pairs (default: 1000)")
     bm.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bm.set_defaults(func=_run_bench_metrics)
+    bd = targets.add_parser("data", help="training pipeline samples/s per loader worker")
+    bd.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bd.set_defaults(func=_run_bench_data)
 
 
 def _run_bench_backbone(args: argparse.Namespace) -> int:
@@ -142,6 +145,15 @@ def _parse_methods(values: list[str]) -> dict[str, str]:
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
+    if args.checkpoint:
+        if args.pred or args.gt:
+            raise SegkitError("give either --checkpoint or --pred/--gt, not both")
+        from segkit.engine.commands import eval_checkpoint
+
+        return eval_checkpoint(args)
+    if not (args.pred and args.gt and args.task):
+        raise SegkitError("segkit eval needs --task with --pred DIR --gt DIR, or --checkpoint CKPT")
+
     from segkit.metrics.folders import (
         SALIENCY_KEYS,
         SEGMENTATION_KEYS,
@@ -207,6 +219,150 @@ def _run_bench_metrics(args: argparse.Namespace) -> int:
     return 0 if result["same_numbers"] else 1
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser(
+        "train",
+        help="train a saliency or segmentation model (the main job)",
+        description=(
+            "Train on the built-in dataset (default) or your data. Without --config it uses "
+            "configs/demo_<task>.yaml. Writes a run folder with config.yaml, last.pt, best.pt, metrics.csv and "
+            "train.log. Scale out with `torchrun --nproc_per_node=N -m segkit train ...`."
+        ),
+    )
+    tr.add_argument("--task", choices=("saliency", "segmentation"), required=True)
+    tr.add_argument("--config", metavar="FILE", help="experiment YAML (see configs/)")
+    tr.add_argument("--data", metavar="ROOT", help="dataset root (DUTS for saliency, VOCdevkit for segmentation)")
+    tr.add_argument("--images", metavar="DIR", help="saliency: train on any image folder ... ")
+    tr.add_argument("--masks", metavar="DIR", help="... and its mask folder, paired by file stem")
+    tr.add_argument("--out", metavar="DIR", help="run folder (default: runs/<task>_<backbone>_<time>)")
+    tr.add_argument("--epochs", type=int, help="passes over the training set (replaces schedule.max_steps)")
+    tr.add_argument("--max-steps", type=int, help="optimiser steps")
+    tr.add_argument("--batch-size", type=int, help="batch size per process")
+    tr.add_argument("--image-size", type=int, help="training crop / resize side in px")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    tr.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from segkit.engine.commands import train_command
+
+    return train_command(args)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    pr = sub.add_parser(
+        "predict",
+        help="write mask predictions for images",
+        description=(
+            "One PNG per input, named by its stem, at the input's size: an 8-bit grey map (saliency) or a palette "
+            "PNG whose indices are class ids (segmentation). Unreadable inputs are reported and skipped (exit 1)."
+        ),
+    )
+    src = pr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="CKPT", help="a segkit checkpoint")
+    src.add_argument("--model", metavar="FILE.onnx", help="an exported ONNX model (run with onnxruntime)")
+    pr.add_argument("--input", nargs="+", required=True, metavar="PATH", help="files, folders or globs")
+    pr.add_argument("--output", required=True, metavar="DIR")
+    pr.add_argument("--probs", action="store_true", help="also write probabilities (saliency map / max prob)")
+    pr.add_argument("--overlay", action="store_true", help="also write the mask blended over the image")
+    pr.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
+    pr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    pr.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from segkit.engine.commands import predict_command
+
+    return predict_command(args)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    ex = sub.add_parser("export", help="export a checkpoint to ONNX, checked with onnxruntime")
+    ex.add_argument("--checkpoint", required=True, metavar="CKPT")
+    ex.add_argument("--format", default="onnx", choices=("onnx",))
+    ex.add_argument("--output", required=True, metavar="FILE")
+    ex.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from segkit.engine.export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.output)
+    print(f"wrote {result['path']}; onnxruntime vs PyTorch max abs difference {result['max_abs_diff']:.2e}")
+    return 0
+
+
+def _run_bench_data(args: argparse.Namespace) -> int:
+    import json
+
+    from segkit.bench.data import run_data_bench
+
+    result = run_data_bench()
+    for key, value in result.items():
+        print(f"{key:<36} {value:8.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    da = sub.add_parser("data", help="make the demo dataset, check a dataset, prepare VOC train_aug")
+    cmds = da.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    mk = cmds.add_parser("make-demo", help="write the built-in dataset (DUTS or VOC layout)")
+    mk.add_argument("--task", choices=("saliency", "segmentation"), required=True)
+    mk.add_argument("out", metavar="OUT")
+    mk.set_defaults(func=_run_make_demo)
+    ck = cmds.add_parser(
+        "check",
+        help="read every file and report problems (exit 1 if any)",
+        description="Reports samples per split, unpaired files, unreadable/truncated files, size mismatches, "
+        "out-of-range mask values and the conversions reading applies. Never changes a file.",
+    )
+    ck.add_argument("root", metavar="ROOT")
+    ck.add_argument("--task", choices=("saliency", "segmentation"), required=True)
+    ck.add_argument("--json", metavar="FILE", help="write {ok, samples, problems, conversions} as JSON")
+    ck.set_defaults(func=_run_check)
+    va = cmds.add_parser("prepare-voc-aug", help="build SegmentationClassAug + train_aug.txt from SBD")
+    va.add_argument("--voc", required=True, metavar="ROOT", help="VOCdevkit or VOC2012 folder")
+    va.add_argument("--sbd", required=True, metavar="SBD_ROOT", help="benchmark_RELEASE (or its dataset/)")
+    va.add_argument("--overwrite", action="store_true", help="rewrite existing SegmentationClassAug PNGs")
+    va.set_defaults(func=_run_voc_aug)
+
+
+def _run_make_demo(args: argparse.Namespace) -> int:
+    from segkit.data.builtin import make_demo
+
+    out = make_demo(args.task, args.out)
+    print(f"wrote the built-in {args.task} dataset to {out}; try: segkit data check {out} --task {args.task}")
+    return 0
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    import json
+
+    from segkit.data.check import check_dataset, format_report
+
+    report = check_dataset(args.root, args.task)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
+    return 0 if report.ok else 1
+
+
+def _run_voc_aug(args: argparse.Namespace) -> int:
+    from segkit.data.voc import prepare_voc_aug
+
+    result = prepare_voc_aug(args.voc, args.sbd, args.overwrite)
+    print(
+        f"train_aug: {result['train_aug']} ids ({result['from_voc']} from VOC, {result['from_sbd']} converted "
+        f"from SBD, {result['kept']} kept)"
+    )
+    if result["missing"]:
+        print(f"{len(result['missing'])} ids had no annotation and were left out: {result['missing'][:10]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segkit",
@@ -216,7 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"segkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
     _add_eval(sub)
+    _add_predict(sub)
+    _add_export(sub)
+    _add_data(sub)
     _add_bench(sub)
     return parser
 

@@ -9,6 +9,8 @@ import numpy as np
 
 from segkit.errors import SegkitError
 
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # problems are reported by segkit, per file
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -34,10 +36,11 @@ def _read_bytes(path: Path) -> np.ndarray:
 def _decode(path: Path, flags: int) -> np.ndarray:
     data = _read_bytes(path)
     img = cv2.imdecode(data, flags)
+    truncated = _looks_truncated(path.suffix.lower(), data[-1024:].tobytes())
+    if truncated:
+        raise BadFileError(path, "is truncated (the file ends before the image data does)")
     if img is None:
         raise BadFileError(path, "is not a readable image (corrupt or unsupported format)")
-    if _looks_truncated(path.suffix.lower(), data[-1024:].tobytes()):
-        raise BadFileError(path, "is truncated (the file ends before the image data does)")
     return img
 
 

@@ -1,0 +1,162 @@
+"""segkit's built-in dataset: generated, deterministic from a seed, small enough to train on a laptop CPU.
+
+Objects are cut from the colour photographs scikit-image ships (photographic texture) in irregular outlines with
+thin limbs, so that boundary quality matters; backgrounds are tinted grey-level textures (brick, grass, gravel,
+moon, text, ...) mixed together and cluttered with distractor shapes of the same family. For segmentation each
+object class has its own photograph, and a thin 255 ("void") band runs along object borders as in VOC.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SEGMENTATION_CLASSES = ("background", "astronaut", "coffee", "cat", "rocket")
+_CLASS_PHOTOS = {1: "astronaut", 2: "coffee", 3: "chelsea", 4: "rocket"}
+_SALIENT_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
+_BACKGROUND_TEXTURES = ("brick", "grass", "gravel", "moon", "camera", "page", "text", "coins", "clock")
+VOID_BAND_PX = 3  # width of the 255 band along object borders (segmentation)
+_SPLITS = {"train": 0, "val": 1}
+
+
+@dataclass(frozen=True)
+class BuiltinSpec:
+    """Size and seed of the built-in dataset."""
+
+    image_size_px: int = 128  # square images
+    train_count: int = 480
+    val_count: int = 64
+    seed: int = 0
+
+    def count(self, split: str) -> int:
+        if split == "train":
+            return self.train_count
+        elif split == "val":
+            return self.val_count
+        else:
+            raise ValueError(f"built-in dataset splits are 'train' and 'val', got '{split}'")
+
+
+@functools.cache
+def _photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    return np.ascontiguousarray(img[..., :3])
+
+
+def _crop(rng: np.random.Generator, img: np.ndarray, size: int) -> np.ndarray:
+    """A random square crop of ``img`` at a random scale, resized to ``size``."""
+    h, w = img.shape[:2]
+    side = int(rng.uniform(0.3, 0.9) * min(h, w))
+    y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+    return cv2.resize(img[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _tinted_texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    gray = _crop(rng, _photo(str(rng.choice(_BACKGROUND_TEXTURES))), size)[..., 0].astype(np.float32)
+    tint = rng.uniform(0.6, 1.0, size=3) * rng.uniform(0.7, 1.1)
+    return np.clip(gray[..., None] * tint, 0, 255)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Two tinted textures blended by a smooth random mask, plus distractor shapes."""
+    a, b = _tinted_texture(rng, size), _tinted_texture(rng, size)
+    blend = cv2.resize(rng.random((4, 4)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    img = a * np.clip(blend, 0, 1)[..., None] + b * (1 - np.clip(blend, 0, 1)[..., None])
+    clutter = _tinted_texture(rng, size)
+    for _ in range(rng.integers(2, 6)):
+        shape = _shape_mask(rng, size, scale=rng.uniform(0.06, 0.18), limbs=0) > 0
+        img[shape] = clutter[shape]
+    return img
+
+
+def _shape_mask(rng: np.random.Generator, size: int, scale: float, limbs: int) -> np.ndarray:
+    """An irregular blob (radius with random harmonics) with ``limbs`` thin straight parts, as uint8 0/1."""
+    cy, cx = rng.uniform(0.25, 0.75, size=2) * size
+    radius = scale * size
+    theta = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    r = np.ones_like(theta)
+    for k in range(2, 6):
+        r += rng.uniform(0, 0.35 / k * 2) * np.sin(k * theta + rng.uniform(0, 2 * np.pi))
+    pts = np.stack([cx + radius * r * np.cos(theta), cy + radius * r * np.sin(theta)], axis=1)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
+    for _ in range(limbs):
+        angle = rng.uniform(0, 2 * np.pi)
+        length = radius * rng.uniform(1.5, 2.4)
+        end = (int(cx + length * np.cos(angle)), int(cy + length * np.sin(angle)))
+        cv2.line(mask, (int(cx), int(cy)), end, 1, thickness=int(rng.integers(2, 4)))
+    return mask
+
+
+def generate_sample(task: str, split: str, index: int, spec: BuiltinSpec = BuiltinSpec()) -> tuple:
+    """(RGB image uint8 (S, S, 3), mask uint8 (S, S)) of one built-in sample; the same for the same arguments.
+
+    Saliency masks are 0/255; segmentation masks hold class ids (see ``SEGMENTATION_CLASSES``) and 255 on a
+    thin band along object borders.
+    """
+    if task not in ("saliency", "segmentation"):
+        raise ValueError(f"task must be saliency or segmentation, got '{task}'")
+    rng = np.random.default_rng([spec.seed, _SPLITS[split], index, 0 if task == "saliency" else 1])
+    size = spec.image_size_px
+    img = _background(rng, size)
+    labels = np.zeros((size, size), np.uint8)
+    for _ in range(rng.integers(1, 3) if task == "saliency" else rng.integers(1, 4)):
+        shape = _shape_mask(rng, size, scale=rng.uniform(0.14, 0.26), limbs=int(rng.integers(0, 4)))
+        cls = int(rng.integers(1, len(SEGMENTATION_CLASSES)))
+        photo = _CLASS_PHOTOS[cls] if task == "segmentation" else str(rng.choice(_SALIENT_PHOTOS))
+        texture = _crop(rng, _photo(photo), size).astype(np.float32)
+        img[shape > 0] = texture[shape > 0]
+        labels[shape > 0] = cls
+    img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    if task == "saliency":
+        return img, np.where(labels > 0, 255, 0).astype(np.uint8)
+    return img, _with_void_band(labels)
+
+
+def _with_void_band(labels: np.ndarray) -> np.ndarray:
+    from segkit.metrics.boundary import label_boundaries
+
+    edges = label_boundaries(labels).astype(np.uint8)
+    band = cv2.dilate(edges, np.ones((VOID_BAND_PX - 1, VOID_BAND_PX - 1), np.uint8)) > 0
+    out = labels.copy()
+    out[band] = 255
+    return out
+
+
+def make_demo(task: str, out: Path | str, spec: BuiltinSpec = BuiltinSpec()) -> Path:
+    """Write the built-in dataset to disk: saliency in the DUTS layout, segmentation in the VOC layout."""
+    from segkit.data.voc import save_label_png
+
+    out = Path(out)
+    if task == "saliency":
+        for split, name in (("train", "DUTS-TR"), ("val", "DUTS-TE")):
+            img_dir, mask_dir = out / name / f"{name}-Image", out / name / f"{name}-Mask"
+            img_dir.mkdir(parents=True, exist_ok=True)
+            mask_dir.mkdir(parents=True, exist_ok=True)
+            for i in range(spec.count(split)):
+                img, mask = generate_sample(task, split, i, spec)
+                cv2.imwrite(str(img_dir / f"{split}_{i:05d}.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+                cv2.imwrite(str(mask_dir / f"{split}_{i:05d}.png"), mask)
+        return out
+    elif task == "segmentation":
+        voc = out / "VOCdevkit" / "VOC2012"
+        for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+            (voc / sub).mkdir(parents=True, exist_ok=True)
+        for split in ("train", "val"):
+            ids = [f"{split}_{i:05d}" for i in range(spec.count(split))]
+            for i, image_id in enumerate(ids):
+                img, labels = generate_sample(task, split, i, spec)
+                cv2.imwrite(str(voc / "JPEGImages" / f"{image_id}.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+                save_label_png(voc / "SegmentationClass" / f"{image_id}.png", labels)
+            (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        return out
+    else:
+        raise ValueError(f"task must be saliency or segmentation, got '{task}'")

@@ -1,0 +1,141 @@
+"""``segkit data check``: read every file of a dataset and report what would break or silently change training.
+
+Checking never writes to the dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segkit.data.io import BadFileError, list_images, read_gray, read_label, read_rgb
+from segkit.data.saliency import find_saliency_sources, pair_files
+from segkit.data.voc import VOC_CLASSES, find_voc_root, read_split
+from segkit.errors import SegkitError
+
+
+@dataclass
+class CheckReport:
+    samples: dict[str, int] = field(default_factory=dict)
+    problems: list[dict] = field(default_factory=list)
+    conversions: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problem(self, path: Path | str, what: str) -> None:
+        self.problems.append({"path": str(path), "problem": what})
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "samples": self.samples, "problems": self.problems, "conversions": self.conversions}
+
+
+def _conversion(path: Path) -> str | None:
+    """What reading ``path`` as RGB converts, if anything (header only: no full decode)."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        return None
+    notes = []
+    if img.dtype == np.uint16:
+        notes.append("16-bit -> 8-bit")
+    if img.ndim == 2:
+        notes.append("grayscale -> RGB")
+    elif img.shape[2] == 4:
+        notes.append("RGBA -> RGB (alpha dropped)")
+    return ", ".join(notes) or None
+
+
+def _check_pair(report: CheckReport, image: Path, mask: Path, task: str, num_classes: int) -> None:
+    try:
+        rgb = read_rgb(image)
+    except BadFileError as err:
+        report.problem(err.path, err.problem)
+        return
+    note = _conversion(image)
+    if note:
+        report.conversions.append({"path": str(image), "conversion": note})
+    try:
+        m = read_gray(mask) if task == "saliency" else read_label(mask)
+    except BadFileError as err:
+        report.problem(err.path, err.problem)
+        return
+    if m.shape != rgb.shape[:2]:
+        report.problem(
+            mask, f"mask is {m.shape[1]}x{m.shape[0]} but its image {image.name} is {rgb.shape[1]}x{rgb.shape[0]}"
+        )
+    if task == "segmentation":
+        bad = np.unique(m[(m >= num_classes) & (m != 255)])
+        if bad.size:
+            report.problem(mask, f"class values {bad.tolist()[:10]} outside 0..{num_classes - 1} (and not 255)")
+
+
+def check_saliency(root: Path) -> CheckReport:
+    report = CheckReport()
+    for source in find_saliency_sources(root):
+        pairs = pair_files(source.image_dir, source.mask_dir)
+        report.samples[source.name] = len(pairs.pairs)
+        for p in pairs.images_without_mask:
+            report.problem(p, "image without a mask")
+        for p in pairs.masks_without_image:
+            report.problem(p, "mask without an image")
+        for image, mask in pairs.pairs:
+            _check_pair(report, image, mask, "saliency", 1)
+    return report
+
+
+def check_segmentation(root: Path) -> CheckReport:
+    report = CheckReport()
+    voc = find_voc_root(root)
+    split_dir = voc / "ImageSets" / "Segmentation"
+    for split_file in sorted(split_dir.glob("*.txt")):
+        split = split_file.stem
+        mask_dir = voc / ("SegmentationClassAug" if split == "train_aug" else "SegmentationClass")
+        ids = read_split(voc, split)
+        report.samples[split] = len(ids)
+        for image_id in ids:
+            image, mask = voc / "JPEGImages" / f"{image_id}.jpg", mask_dir / f"{image_id}.png"
+            if not image.is_file():
+                report.problem(image, f"listed in {split}.txt but missing")
+            elif not mask.is_file():
+                report.problem(mask, f"listed in {split}.txt but missing")
+            else:
+                _check_pair(report, image, mask, "segmentation", len(VOC_CLASSES))
+    listed = {line.split()[0] for f in split_dir.glob("*.txt") for line in f.read_text().splitlines() if line}
+    for p in list_images(voc / "SegmentationClass") if (voc / "SegmentationClass").is_dir() else []:
+        if p.stem not in listed:
+            report.problem(p, "mask not listed in any split file")
+    return report
+
+
+def check_dataset(root: Path | str, task: str) -> CheckReport:
+    root = Path(root)
+    if not root.exists():
+        raise SegkitError(f"dataset root '{root}' does not exist")
+    if task == "saliency":
+        return check_saliency(root)
+    elif task == "segmentation":
+        return check_segmentation(root)
+    else:
+        raise SegkitError(f"--task must be saliency or segmentation, got '{task}'")
+
+
+def format_report(report: CheckReport, limit: int = 30) -> str:
+    lines = ["samples: " + ", ".join(f"{k} {v}" for k, v in report.samples.items())]
+    if report.conversions:
+        kinds: dict[str, int] = {}
+        for c in report.conversions:
+            kinds[c["conversion"]] = kinds.get(c["conversion"], 0) + 1
+        lines.append("conversions applied when read: " + "; ".join(f"{k}: {n} files" for k, n in kinds.items()))
+    if report.ok:
+        lines.append("no problems found")
+    else:
+        lines.append(f"{len(report.problems)} problems:")
+        lines += [f"  {p['path']}: {p['problem']}" for p in report.problems[:limit]]
+        if len(report.problems) > limit:
+            lines.append(f"  ... and {len(report.problems) - limit} more (see --json)")
+    return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""Augmentation pipelines (albumentations), one module for both tasks.
+
+Pipelines output uint8 images: normalisation (``normalize``) runs on the device, batched, where it costs nothing
+and the loader workers do less per sample.
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_MEAN_PIXEL = tuple(int(round(m * 255)) for m in IMAGENET_MEAN)
+IGNORE_INDEX = 255
+
+
+def segmentation_train(crop_px: int = 512, scale: tuple[float, float] = (0.5, 2.0)) -> A.Compose:
+    """Random scale, pad (image with the mean pixel, mask with 255), random crop, flip, photometric jitter."""
+    return A.Compose(
+        [
+            A.RandomScale(scale_limit=(scale[0] - 1, scale[1] - 1), p=1.0),
+            A.PadIfNeeded(crop_px, crop_px, border_mode=cv2.BORDER_CONSTANT, fill=_MEAN_PIXEL, fill_mask=IGNORE_INDEX),
+            A.RandomCrop(crop_px, crop_px),
+            A.HorizontalFlip(),
+            A.RandomBrightnessContrast(0.2, 0.2, p=0.5),
+            A.HueSaturationValue(8, 15, 10, p=0.5),
+        ]
+    )
+
+
+def saliency_train(size_px: int = 320) -> A.Compose:
+    """Resize to slightly more than ``size_px``, random crop to ``size_px``, flip, light photometric jitter."""
+    return A.Compose(
+        [
+            A.Resize(size_px + size_px // 8, size_px + size_px // 8),
+            A.RandomCrop(size_px, size_px),
+            A.HorizontalFlip(),
+            A.RandomBrightnessContrast(0.1, 0.1, p=0.3),
+        ]
+    )
+
+
+def to_tensors(image: np.ndarray, mask: np.ndarray, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, H, W) uint8 image; mask as (H, W) int64 class ids (segmentation) or (1, H, W) float in [0, 1]
+    (saliency: mask / 255, keeping grey levels)."""
+    img = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    if task == "saliency":
+        return img, torch.from_numpy(mask.astype(np.float32) / 255.0)[None]
+    return img, torch.from_numpy(mask.astype(np.int64))
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float, ImageNet mean/std (on whatever device the batch is)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255
+    return (images.float() - mean) / std

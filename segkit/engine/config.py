@@ -1,0 +1,192 @@
+"""Experiment configuration: frozen dataclasses loaded from YAML, validated on load, overridable by ``--set``.
+
+An unknown key or a value of the wrong type is an error naming the key (and the closest valid key). The resolved
+configuration is saved into every run folder and checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from segkit.errors import SegkitError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "res2net50_26w_4s"  # any name from segkit.models.backbone_names()
+    output_stride: int | None = None  # None: 16 for DeepLabv3+, 32 for the saliency network
+    pretrained_backbone: str | None = None  # checkpoint file, "timm", or None for random initialisation
+    decoder_channels: int = 128  # saliency decoder width
+    num_classes: int | None = None  # None: taken from the dataset (21 for VOC)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str | None = None  # dataset root; None: the built-in generated dataset
+    images: str | None = None  # saliency training from any two folders: images ...
+    masks: str | None = None  # ... and masks, paired by file stem
+    image_size: int = 128  # training crop (segmentation) / resize (saliency) side, px
+    eval_size: int | None = None  # saliency: side the model sees at evaluation (None: image_size)
+    batch_size: int = 8  # per process
+    workers: int = 2  # DataLoader worker processes per training process
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"  # "sgd" or "adamw"
+    lr: float = 0.007  # base learning rate (per total batch the recipe was tuned for)
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 1e-4
+    backbone_lr_mult: float = 1.0  # backbone learning rate = lr x this (0.1 is common with pretrained weights)
+    grad_clip: float = 0.0  # max gradient norm; 0 disables
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    max_steps: int = 0  # optimiser steps; 0: derived from epochs
+    epochs: int = 0  # passes over the training set when max_steps is 0
+    warmup_steps: int = 0  # linear warm-up from 0
+    policy: str = "poly"  # "poly" ((1 - t)^power) or "cosine"
+    poly_power: float = 0.9
+    grad_accum: int = 1  # batches per optimiser step
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    interval_steps: int = 0  # evaluate every N steps (0: only at the end; every run ends with an evaluation)
+    checkpoint_interval_steps: int = 100  # write last.pt every N steps
+    tta: bool = False  # multi-scale + flip at evaluation
+    max_images: int = 0  # evaluate on at most N validation images (0: all)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    task: str = "saliency"  # "saliency" or "segmentation"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    loss: str = "auto"  # "auto" (bce_iou for saliency, ce for segmentation), "bce", "bce_iou", "ce"
+    amp: bool = True  # bf16 autocast where the device runs bf16 natively (CUDA, AVX512-BF16/AMX CPUs)
+    channels_last: bool = True
+    sync_bn: bool = True  # SyncBatchNorm when distributed
+    seed: int = 0
+    out_dir: str = "runs"  # run folders are created under it
+    name: str | None = None  # run folder name (default: task, backbone and time)
+    log_interval: int = 20  # steps between log lines when the output is not a terminal
+
+
+def _check_type(value, annotation, key: str):
+    """``value`` converted to ``annotation`` (int -> float allowed), or a SegkitError naming ``key``."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        hint = next(o for o in options if o is not type(None))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise SegkitError(f"config key '{key}' must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build the dataclass ``cls`` from a nested dict, validating keys and types."""
+    if not isinstance(data, dict):
+        raise SegkitError(f"config section '{prefix.rstrip('.') or 'root'}' must be a mapping, got {data!r}")
+    valid = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        full = prefix + key
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise SegkitError(f"unknown config key '{full}'{hint}; valid keys here: {', '.join(valid)}")
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = from_dict(hints[key], value or {}, full + ".")
+        else:
+            kwargs[key] = _check_type(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=value`` overrides (values parsed as YAML scalars) to a nested dict."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SegkitError(f"--set expects key=value (e.g. optim.lr=0.01), got '{item}'")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SegkitError(f"--set {key}: '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw else None
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict | None = None):
+    """The ExperimentConfig in ``path`` (YAML, read with safe_load) with ``overrides`` applied."""
+    data: dict = dict(base or {})
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise SegkitError(f"config file '{path}' does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise SegkitError(f"config file '{path}' is not valid YAML: {err}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise SegkitError(f"config file '{path}' must hold a mapping of keys, not {type(loaded).__name__}")
+        data = _deep_merge(data, loaded or {})
+    data = apply_overrides(data, overrides or [])
+    config = from_dict(ExperimentConfig, data)
+    validate(config)
+    return config
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Value checks beyond types, each naming its key."""
+    checks = [
+        (config.task in ("saliency", "segmentation"), "task", "must be saliency or segmentation"),
+        (config.loss in ("auto", "bce", "bce_iou", "ce"), "loss", "must be auto, bce, bce_iou or ce"),
+        (config.optim.name in ("sgd", "adamw"), "optim.name", "must be sgd or adamw"),
+        (config.schedule.policy in ("poly", "cosine"), "schedule.policy", "must be poly or cosine"),
+        (config.optim.lr > 0, "optim.lr", "must be positive"),
+        (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),
+        (config.data.image_size >= 16, "data.image_size", "must be >= 16"),
+        (config.data.workers >= 0, "data.workers", "must be >= 0"),
+        (config.schedule.grad_accum >= 1, "schedule.grad_accum", "must be >= 1"),
+        (config.model.output_stride in (None, 8, 16, 32), "model.output_stride", "must be 8, 16 or 32"),
+    ]
+    for ok, key, problem in checks:
+        if not ok:
+            raise SegkitError(f"config key '{key}' {problem}")
+    if config.task == "segmentation" and config.data.image_size % 16:
+        raise SegkitError("config key 'data.image_size' must be a multiple of 16 for segmentation (DeepLabv3+)")
+
+
+def save_config(config: ExperimentConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -1,0 +1,68 @@
+"""ONNX export with dynamic batch, height and width, checked against PyTorch with onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segkit.engine.predictor import load_model
+from segkit.errors import SegkitError
+
+MAX_ABS_DIFF = 1e-3
+
+
+def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> dict:
+    """Export the checkpoint's network (BatchNorm folded, eval mode) and compare onnxruntime with PyTorch on a
+    sample input; fails above ``MAX_ABS_DIFF``. Returns ``{"path", "max_abs_diff"}``."""
+    import onnx
+    import onnxruntime as ort
+
+    from segkit.models import prepare_for_inference
+
+    model = load_model(checkpoint)
+    cfg = model.config
+    fast = prepare_for_inference(model).body  # the InferenceModel's channels-last input cast is not exported
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    multiple = max(16, model.output_stride) if cfg.task == "segmentation" else 32
+    side = 2 * multiple * max(1, 64 // (2 * multiple))
+    sample = torch.randn(1, 3, side, side)
+    tmp = output.with_name(f".{output.name}.tmp")
+    with torch.no_grad():
+        torch.onnx.export(
+            fast,
+            (sample,),
+            str(tmp),
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=opset,
+            dynamic_axes={
+                "image": {0: "batch", 2: "height", 3: "width"},
+                "logits": {0: "batch", 2: "height", 3: "width"},
+            },
+            dynamo=False,
+        )
+    proto = onnx.load(str(tmp))
+    meta = {
+        "segkit_task": cfg.task,
+        "segkit_size_multiple": str(multiple),
+        "segkit_saliency_size": str(cfg.data.eval_size or cfg.data.image_size),
+        "segkit_class_names": ",".join(getattr(model, "class_names", ())),
+    }
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(tmp))
+    check = torch.randn(2, 3, side + multiple, side)  # another size and batch than the export sample
+    with torch.no_grad():
+        want = fast(check).numpy()
+    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": check.numpy()})[0]
+    diff = float(np.abs(got - want).max())
+    if diff > MAX_ABS_DIFF:
+        tmp.unlink(missing_ok=True)
+        raise SegkitError(f"onnxruntime differs from PyTorch by {diff:.2e} (> {MAX_ABS_DIFF}); nothing was written")
+    tmp.replace(output)
+    return {"path": str(output), "max_abs_diff": diff}

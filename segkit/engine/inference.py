@@ -1,0 +1,119 @@
+"""From an image at its original size to a prediction at that size: resize or pad for the model, optional
+test-time augmentation (multi-scale + flip), sliding window for large images, and back.
+
+``Net`` is any callable mapping a normalised float batch (B, 3, H, W) to logits (B, C, H, W): a torch module
+or an onnxruntime session wrapper, so PyTorch and ONNX predictions share every step here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from segkit.data.transforms import normalize
+
+Net = Callable[[torch.Tensor], torch.Tensor]
+TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    task: str
+    size_multiple: int = 32  # model input sides are padded to a multiple of this (segmentation)
+    saliency_size_px: int = 320  # saliency: the side the model sees
+    tta: bool = False
+    window_px: int = 512  # segmentation: images with a side above this are predicted by sliding window
+    device: str = "cpu"
+
+
+def _to_batch(image: np.ndarray, device: str) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
+    return normalize(t)  # (1, 3, H, W) float
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return (F.pad(x, (0, pw, 0, ph)) if ph or pw else x), (h, w)
+
+
+def _run_padded(net: Net, x: torch.Tensor, multiple: int) -> torch.Tensor:
+    padded, (h, w) = _pad_to_multiple(x, multiple)
+    return net(padded)[..., :h, :w]
+
+
+def _sliding(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
+    """Logits over windows of ``window_px`` with 1/3 overlap, averaged where windows overlap."""
+    h, w = x.shape[-2:]
+    win = s.window_px
+    if max(h, w) <= win:
+        return _run_padded(net, x, s.size_multiple)
+    stride = win * 2 // 3
+    ys = list(range(0, max(h - win, 0) + 1, stride))
+    xs = list(range(0, max(w - win, 0) + 1, stride))
+    ys = ys + [h - win] if h > win and ys[-1] != h - win else ys
+    xs = xs + [w - win] if w > win and xs[-1] != w - win else xs
+    total, count = None, torch.zeros((1, 1, h, w), device=x.device)
+    for y0 in ys:
+        for x0 in xs:
+            tile = x[..., y0 : y0 + win, x0 : x0 + win]
+            out = _run_padded(net, tile, s.size_multiple).float()
+            if total is None:
+                total = torch.zeros((1, out.shape[1], h, w), device=x.device)
+            total[..., y0 : y0 + tile.shape[-2], x0 : x0 + tile.shape[-1]] += out
+            count[..., y0 : y0 + tile.shape[-2], x0 : x0 + tile.shape[-1]] += 1
+    return total / count
+
+
+def _segmentation_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    scales = TTA_SCALES if s.tta else (1.0,)
+    total = None
+    for scale in scales:
+        xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        for flip in (False, True) if s.tta else (False,):
+            inp = xs.flip(-1) if flip else xs
+            logits = _sliding(net, inp, s)
+            logits = logits.flip(-1) if flip else logits
+            probs = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False).softmax(1)
+            total = probs if total is None else total + probs
+    return total / (len(scales) * (2 if s.tta else 1))  # (1, C, H, W)
+
+
+def _saliency_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    scales = TTA_SCALES if s.tta else (1.0,)
+    total = None
+    for scale in scales:
+        side = max(32, int(round(s.saliency_size_px * scale / 32)) * 32)
+        xs = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+        for flip in (False, True) if s.tta else (False,):
+            inp = xs.flip(-1) if flip else xs
+            logits = net(inp).float()
+            logits = logits.flip(-1) if flip else logits
+            probs = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False).sigmoid()
+            total = probs if total is None else total + probs
+    return total / (len(scales) * (2 if s.tta else 1))  # (1, 1, H, W)
+
+
+@torch.inference_mode()
+def predict_probs(net: Net, image: np.ndarray, s: InferenceSettings) -> np.ndarray:
+    """Class probabilities (C, H, W) for segmentation, or the saliency probability (H, W), at the image's size."""
+    x = _to_batch(image, s.device)
+    if s.task == "saliency":
+        return _saliency_probs(net, x, s)[0, 0].cpu().numpy()
+    elif s.task == "segmentation":
+        return _segmentation_probs(net, x, s)[0].cpu().numpy()
+    else:
+        raise ValueError(f"unknown task '{s.task}'")
+
+
+def to_mask(probs: np.ndarray, task: str) -> np.ndarray:
+    """The saved form of a prediction: an 8-bit grey map (saliency) or class ids (segmentation)."""
+    if task == "saliency":
+        return np.clip(np.round(probs * 255), 0, 255).astype(np.uint8)
+    return probs.argmax(0).astype(np.uint8)
