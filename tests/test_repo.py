@@ -17,3 +17,16 @@ def test_ci_runs_the_readme_test_command():
         if line and not line.startswith(("#", "set ", "cd "))
     ]
     assert ci == [commands[1]]
+
+
+def test_ruff_lint_is_clean():
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "segkit", "tests", "notebooks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout[-3000:]

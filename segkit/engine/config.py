@@ -23,7 +23,7 @@ class ModelConfig:
     backbone: str = "res2net50_26w_4s"  # any name from segkit.models.backbone_names()
     output_stride: int | None = None  # None: 16 for DeepLabv3+, 32 for the saliency network
     pretrained_backbone: str | None = None  # checkpoint file, "timm", or None for random initialisation
-    decoder_channels: int = 128  # saliency decoder width
+    decoder_channels: int | None = None  # decoder width; None: the network's default (DeepLabv3+ 256, PoolNet 128)
     num_classes: int | None = None  # None: taken from the dataset (21 for VOC)
 
 

@@ -72,6 +72,7 @@ class DeepLabV3Plus(nn.Module):
         num_classes: int = 21,
         output_stride: int = 16,
         pretrained_backbone: str | Path | None = None,
+        decoder_channels: int = 256,
     ) -> None:
         super().__init__()
         if output_stride not in ATROUS_RATES:
@@ -83,6 +84,7 @@ class DeepLabV3Plus(nn.Module):
             encoder_weights=None,
             encoder_output_stride=output_stride,
             decoder_atrous_rates=ATROUS_RATES[output_stride],
+            decoder_channels=decoder_channels,
             classes=num_classes,
         )
         if pretrained_backbone is not None:

@@ -20,18 +20,18 @@ def create_model(
     num_classes: int = 21,
     output_stride: int | None = None,
     pretrained_backbone: str | Path | None = None,
-    decoder_channels: int = 128,
+    decoder_channels: int | None = None,
 ) -> nn.Module:
     """Build the network for ``task``.
 
     - ``"segmentation"``: DeepLabv3+ (smp) with ``num_classes`` outputs; ``output_stride`` 16 (default) or 8.
     - ``"saliency"``: PoolNet-style network with one logit map; ``output_stride`` 32 (default), 16 or 8.
     ``backbone`` is any name from ``segkit.models.backbone_names()``; ``pretrained_backbone`` a checkpoint
-    path or ``"timm"``.
+    path or ``"timm"``; ``decoder_channels`` None keeps each decoder's default (DeepLabv3+ 256, PoolNet 128).
     """
     if task == "segmentation":
-        return DeepLabV3Plus(backbone, num_classes, output_stride or 16, pretrained_backbone)
+        return DeepLabV3Plus(backbone, num_classes, output_stride or 16, pretrained_backbone, decoder_channels or 256)
     elif task == "saliency":
-        return PoolNet(backbone, decoder_channels, output_stride or 32, pretrained_backbone)
+        return PoolNet(backbone, decoder_channels or 128, output_stride or 32, pretrained_backbone)
     else:
         raise unknown_name("task", task, TASKS)

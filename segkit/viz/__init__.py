@@ -1,0 +1,21 @@
+"""Qualitative comparisons that show boundary detail: error overlays, an automatic zoomed inset where the methods
+disagree most along the boundary, per-image scores from ``segkit.metrics``."""
+
+from segkit.viz.compare import Comparison, build_comparison, choose_inset, disagreement_map, error_maps
+from segkit.viz.figure import render_figure, render_html, row_panels
+from segkit.viz.panels import FN_COLOUR, FP_COLOUR, INSET_COLOUR, error_panel
+
+__all__ = [
+    "FN_COLOUR",
+    "FP_COLOUR",
+    "INSET_COLOUR",
+    "Comparison",
+    "build_comparison",
+    "choose_inset",
+    "disagreement_map",
+    "error_maps",
+    "error_panel",
+    "render_figure",
+    "render_html",
+    "row_panels",
+]

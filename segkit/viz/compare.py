@@ -1,0 +1,195 @@
+"""The data of a qualitative comparison: rows of (image, ground truth, each method's mask), per-image scores from
+``segkit.metrics``, where the methods disagree along the boundary, and the inset that shows it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segkit.data.io import BadFileError, list_images, read_gray, read_label, read_rgb
+from segkit.errors import SegkitError
+from segkit.metrics import SaliencyMetrics, SegmentationMetrics
+from segkit.metrics.boundary import boundary_width_px, mask_boundary
+
+INSET_FRACTION = 0.3  # inset side as a fraction of the image's shorter side
+
+
+@dataclass
+class MethodResult:
+    mask: np.ndarray  # saliency: uint8 grey map; segmentation: class ids
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    name: str
+    image: np.ndarray  # RGB uint8
+    gt: np.ndarray | None
+    methods: dict[str, MethodResult]
+    disagreement: float = 0.0  # how much the methods differ along the boundary (sort key)
+    inset: tuple[int, int, int, int] | None = None  # (y0, x0, y1, x1) in image pixels
+
+
+@dataclass
+class Comparison:
+    task: str
+    methods: list[str]
+    rows: list[Row]
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # method -> images it lacks
+    resized: list[str] = field(default_factory=list)
+    class_names: tuple[str, ...] = ()
+    num_classes: int = 0
+
+
+def binary(mask: np.ndarray, task: str) -> np.ndarray:
+    """Foreground: saliency >= 128 (i.e. probability >= 0.5), segmentation any class but 0 and 255."""
+    return mask >= 128 if task == "saliency" else (mask > 0) & (mask != 255)
+
+
+def error_maps(pred: np.ndarray, gt: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(false positives, false negatives). Saliency: binarised at 0.5 against gt > 128. Segmentation: a wrong
+    pixel on ground-truth background is a false positive, a wrong pixel on an object a false negative (missed or
+    mislabelled); 255 pixels count as neither."""
+    if task == "saliency":
+        p, g = pred >= 128, gt > 128
+        return p & ~g, ~p & g
+    valid = gt != 255
+    wrong = (pred != gt) & valid
+    return wrong & (gt == 0), wrong & (gt != 0)
+
+
+def per_image_scores(pred: np.ndarray, gt: np.ndarray, task: str, num_classes: int) -> dict[str, float]:
+    """The caption scores, from segkit.metrics: MAE and max F (saliency), IoU and Boundary IoU (segmentation)."""
+    if task == "saliency":
+        m = SaliencyMetrics()
+        m.update(pred, gt)
+        s = m.compute()
+        return {"MAE": s["mae"], "maxF": s["max_fm"]}
+    m = SegmentationMetrics(num_classes, trimap_widths_px=())
+    m.update(pred, gt)
+    s = m.compute()
+    return {"IoU": s["miou"], "BIoU": s["boundary_iou"]}
+
+
+def disagreement_map(row: Row, task: str) -> np.ndarray:
+    """Where the methods differ, weighted to the boundary band: with several methods, pixels where their
+    foreground decisions (class ids, for segmentation) disagree; with one, its errors against the ground truth.
+    Restricted to the ground-truth boundary band (or the methods' own boundaries without ground truth)."""
+    masks = [m.mask for m in row.methods.values()]
+    h, w = row.image.shape[:2]
+    d = boundary_width_px(h, w)
+    if len(masks) > 1:
+        labels = [m >= 128 if task == "saliency" else m for m in masks]
+        differ = np.zeros((h, w), bool)
+        for other in labels[1:]:
+            differ |= other != labels[0]
+    elif row.gt is not None:
+        fp, fn = error_maps(masks[0], row.gt, task)
+        differ = fp | fn
+    else:
+        return np.zeros((h, w), np.float32)
+    if row.gt is not None:
+        gt_fg = binary(row.gt, task)
+        band = mask_boundary(gt_fg, d) | mask_boundary(~gt_fg, d)
+    else:
+        band = np.zeros((h, w), bool)
+        for m in masks:
+            fg = binary(m, task)
+            band |= mask_boundary(fg, d) | mask_boundary(~fg, d)
+    return (differ & band).astype(np.float32)
+
+
+def choose_inset(dis: np.ndarray, fraction: float = INSET_FRACTION) -> tuple[tuple[int, int, int, int] | None, float]:
+    """The square window (side ``fraction`` of the shorter side) holding the most disagreement, and the total."""
+    h, w = dis.shape
+    total = float(dis.sum())
+    if total == 0:
+        return None, 0.0
+    side = min(max(8, int(round(fraction * min(h, w)))), h, w)
+    summed = cv2.boxFilter(dis, -1, (side, side), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    # boxFilter's anchor is the window centre; keep only centres whose window lies inside the image
+    half = side // 2
+    valid = summed[half : h - (side - half) + 1, half : w - (side - half) + 1]
+    cy, cx = np.unravel_index(int(np.argmax(valid)), valid.shape)
+    y0, x0 = int(cy), int(cx)
+    return (y0, x0, y0 + side, x0 + side), total
+
+
+def _read_mask(path: Path, task: str) -> np.ndarray:
+    return read_gray(path) if task == "saliency" else read_label(path)
+
+
+def _fit(mask: np.ndarray, shape: tuple[int, int], task: str) -> np.ndarray:
+    interp = cv2.INTER_LINEAR if task == "saliency" else cv2.INTER_NEAREST
+    return cv2.resize(mask, (shape[1], shape[0]), interpolation=interp)
+
+
+def build_comparison(
+    task: str,
+    images_dir: Path | str,
+    methods: dict[str, Path | str | Callable[[np.ndarray], np.ndarray]],
+    gt_dir: Path | str | None = None,
+    num_classes: int = 21,
+    class_names: tuple[str, ...] = (),
+    sort: bool = False,
+    max_rows: int = 0,
+) -> Comparison:
+    """Gather the rows. ``methods`` maps a name to a folder of masks (paired by file stem) or to a function
+    image -> mask (a loaded model). Images a folder method lacks are skipped and listed; masks of another size
+    are resized to the image and listed."""
+    if task not in ("saliency", "segmentation"):
+        raise SegkitError(f"--task must be saliency or segmentation, got '{task}'")
+    if not methods:
+        raise SegkitError("give at least one method: --pred NAME=DIR or --checkpoint NAME=CKPT")
+    images = list_images(images_dir)
+    if not images:
+        raise SegkitError(f"no images in '{images_dir}'")
+    folders = {name: {p.stem: p for p in list_images(src)} for name, src in methods.items() if not callable(src)}
+    gts = {p.stem: p for p in list_images(gt_dir)} if gt_dir else {}
+    comp = Comparison(task, list(methods), [], {name: [] for name in methods}, [], class_names, num_classes)
+    for path in images:
+        row = _build_row(path, methods, folders, gts, comp)
+        if row is not None:
+            comp.rows.append(row)
+    comp.skipped = {k: v for k, v in comp.skipped.items() if v}
+    for row in comp.rows:
+        row.inset, row.disagreement = choose_inset(disagreement_map(row, task))
+    if sort:
+        comp.rows.sort(key=lambda r: r.disagreement, reverse=True)
+    if max_rows:
+        comp.rows = comp.rows[:max_rows]
+    return comp
+
+
+def _build_row(path: Path, methods: dict, folders: dict, gts: dict, comp: Comparison) -> Row | None:
+    try:
+        image = read_rgb(path)
+    except BadFileError as err:
+        comp.skipped.setdefault("(image)", []).append(f"{path.name}: {err.problem}")
+        return None
+    shape = image.shape[:2]
+    gt = None
+    if path.stem in gts:
+        gt = _read_mask(gts[path.stem], comp.task)
+        if gt.shape != shape:
+            gt = _fit(gt, shape, comp.task)
+            comp.resized.append(str(gts[path.stem]))
+    results: dict[str, MethodResult] = {}
+    for name, src in methods.items():
+        if callable(src):
+            mask = src(image)
+        elif path.stem in folders[name]:
+            mask = _read_mask(folders[name][path.stem], comp.task)
+        else:
+            comp.skipped[name].append(path.stem)
+            return None
+        if mask.shape != shape:
+            mask = _fit(mask, shape, comp.task)
+            comp.resized.append(f"{name}/{path.stem}")
+        scores = per_image_scores(mask, gt, comp.task, comp.num_classes) if gt is not None else {}
+        results[name] = MethodResult(mask, scores)
+    return Row(path.stem, image, gt, results)

@@ -1,0 +1,50 @@
+"""Panel images (RGB uint8 arrays) of a comparison: masks in colour, errors overlaid, the boundary band shaded."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segkit.data.voc import voc_palette
+from segkit.metrics.boundary import boundary_width_px, mask_boundary
+from segkit.viz.compare import binary, error_maps
+
+# Okabe & Ito's colour-blind-safe palette
+FP_COLOUR = (213, 94, 0)  # vermillion: predicted but not in the ground truth
+FN_COLOUR = (0, 114, 178)  # blue: in the ground truth but missed
+INSET_COLOUR = (240, 228, 66)  # yellow: the inset's frame, in the full view and around the inset
+BAND_SHADE = 0.35  # how much the ground-truth boundary band is lightened
+
+
+def mask_rgb(mask: np.ndarray, task: str) -> np.ndarray:
+    """A mask as an RGB image: grey levels (saliency) or VOC colours (segmentation)."""
+    if task == "saliency":
+        return np.repeat(mask[..., None], 3, axis=2)
+    return voc_palette()[mask]
+
+
+def gt_band(gt: np.ndarray, task: str) -> np.ndarray:
+    """The ground-truth boundary band (inner and outer, Boundary IoU's width) that error panels shade."""
+    fg = binary(gt, task)
+    d = boundary_width_px(*gt.shape)
+    return mask_boundary(fg, d) | mask_boundary(~fg, d)
+
+
+def error_panel(pred: np.ndarray, gt: np.ndarray | None, task: str) -> np.ndarray:
+    """The method's mask with false positives and false negatives painted in their colours, and the
+    ground-truth boundary band lightened; without ground truth, the plain mask."""
+    panel = mask_rgb(pred, task).astype(np.float32)
+    if gt is None:
+        return panel.astype(np.uint8)
+    band = gt_band(gt, task)
+    panel[band] = panel[band] * (1 - BAND_SHADE) + 255 * BAND_SHADE
+    fp, fn = error_maps(pred, gt, task)
+    panel[fp] = FP_COLOUR
+    panel[fn] = FN_COLOUR
+    return panel.astype(np.uint8)
+
+
+def classes_present(row_masks: list[np.ndarray]) -> list[int]:
+    present: set[int] = set()
+    for m in row_masks:
+        present |= set(np.unique(m).tolist())
+    return sorted(c for c in present if c != 255)

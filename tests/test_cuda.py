@@ -1,0 +1,108 @@
+"""CUDA checks (skipped without a GPU): the fast path, metrics on device tensors, AMP training, prediction."""
+
+import numpy as np
+import pytest
+import torch
+
+from segkit.models import create_backbone, create_model, prepare_for_inference
+from tests.conftest import max_rel_err, randomize_batchnorm
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def _exact_fp32():
+    """TF32 would make fp32 convolutions differ by ~1e-3: compare in true fp32."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: create_backbone("res2net50_26w_4s", output_stride=16),
+        lambda: create_model("segmentation", num_classes=5),
+        lambda: create_model("saliency"),
+    ],
+    ids=["backbone", "deeplab", "poolnet"],
+)
+def test_fast_path_on_cuda(build):
+    model = randomize_batchnorm(build()).cuda().eval()
+    fast = prepare_for_inference(model)
+    x = torch.randn(2, 3, 96, 128, device="cuda")
+    with torch.no_grad():
+        want, got = model(x), fast(x)
+    want = want if isinstance(want, list) else [want]
+    got = got if isinstance(got, list) else [got]
+    for g, w in zip(got, want, strict=True):
+        assert g.is_cuda and max_rel_err(g, w) < 1e-4
+
+
+def test_metrics_accept_cuda_tensors():
+    from segkit.metrics import SaliencyMetrics, SegmentationMetrics
+
+    rng = np.random.default_rng(0)
+    pred = rng.integers(0, 256, (40, 50)).astype(np.uint8)
+    gt = (rng.random((40, 50)) > 0.5).astype(np.uint8) * 255
+    a, b = SaliencyMetrics(), SaliencyMetrics()
+    a.update(pred, gt)
+    b.update(torch.from_numpy(pred).cuda(), torch.from_numpy(gt).cuda())
+    assert a.compute()["max_fm"] == b.compute()["max_fm"]
+    s = SegmentationMetrics(3)
+    s.update(torch.randint(0, 3, (32, 32), device="cuda"), torch.randint(0, 3, (32, 32), device="cuda"))
+    assert 0 <= s.compute()["miou"] <= 1
+
+
+@pytest.mark.parametrize("task", ["saliency", "segmentation"])
+def test_amp_training_steps_on_cuda(tmp_path, task):
+    from segkit.engine.checkpoint import read_checkpoint
+    from segkit.engine.config import load_config
+    from segkit.engine.train import train
+
+    cfg = load_config(
+        None,
+        [
+            f"task={task}",
+            f"out_dir={tmp_path}",
+            "name=r",
+            "data.image_size=128",
+            "data.batch_size=8",
+            "data.workers=2",
+            "schedule.max_steps=30",
+            "eval.max_images=16",
+        ],
+    )
+    scores = train(cfg)
+    assert all(np.isfinite(v) for v in scores.values() if isinstance(v, float))
+    ckpt = read_checkpoint(tmp_path / "r" / "last.pt")
+    assert ckpt["step"] == 30
+    from segkit.engine.precision import bf16_supported
+
+    assert bf16_supported(torch.device("cuda"))
+
+
+def test_predictor_on_cuda(tmp_path):
+    import segkit
+    from segkit.engine.config import load_config
+    from segkit.engine.train import train
+
+    train(
+        load_config(
+            None,
+            [
+                "task=saliency",
+                f"out_dir={tmp_path}",
+                "name=p",
+                "data.image_size=64",
+                "data.batch_size=4",
+                "data.workers=0",
+                "schedule.max_steps=2",
+                "eval.max_images=2",
+            ],
+        )
+    )
+    predictor = segkit.Predictor(tmp_path / "p" / "last.pt", device="cuda")
+    mask = predictor.predict(np.zeros((70, 90, 3), np.uint8))
+    assert mask.shape == (70, 90) and mask.dtype == np.uint8
