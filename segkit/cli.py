@@ -108,15 +108,23 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
             "mDice, per-class IoU, Boundary IoU."
         ),
     )
-    ev.add_argument("--task", choices=("saliency", "segmentation"), required=True)
+    ev.add_argument(
+        "--task",
+        choices=("saliency", "segmentation"),
+        help="required with --pred; with --checkpoint it must agree with the checkpoint's task",
+    )
     ev.add_argument(
         "--pred",
         action="append",
         metavar="[NAME=]DIR",
-        required=True,
         help="folder of predictions; repeat (as NAME=DIR) to compare several methods in one table",
     )
-    ev.add_argument("--gt", required=True, metavar="DIR", help="folder of ground-truth masks")
+    ev.add_argument("--gt", metavar="DIR", help="folder of ground-truth masks (with --pred)")
+    ev.add_argument("--checkpoint", metavar="CKPT", help="score a trained model instead of saved masks")
+    ev.add_argument("--data", metavar="ROOT", help="dataset root for --checkpoint (default: the built-in data)")
+    ev.add_argument("--split", default="val", help="split to score with --checkpoint (default: val)")
+    ev.add_argument("--tta", action="store_true", help="multi-scale (0.5-1.75) + flip test-time augmentation")
+    ev.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="evaluate at another output stride")
     ev.add_argument("--num-classes", type=int, default=0, help="number of classes (segmentation)")
     ev.add_argument("--json", metavar="FILE", help="write the scores as JSON")
     ev.add_argument("--curves", metavar="FILE.png", help="draw PR and F-measure curves (saliency)")

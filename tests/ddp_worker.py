@@ -11,7 +11,7 @@ import torch.distributed as dist
 from segkit.engine.config import load_config
 from segkit.engine.evaluate import evaluate, make_net
 from segkit.engine.inference import InferenceSettings
-from segkit.engine.train import batches, build_run, init_distributed, train_step
+from segkit.engine.train import batches, build_run, init_distributed, sync_buffers, train_step
 
 out = Path(sys.argv[1])
 info = init_distributed()
@@ -31,6 +31,7 @@ run = build_run(cfg, out, info)
 stream = batches(run)
 for _ in range(2):
     train_step(run, stream)
+sync_buffers(run)
 torch.save(run.raw_model.state_dict(), out / f"rank{info.rank}.pt")
 settings = InferenceSettings(task="saliency", saliency_size_px=64)
 net = make_net(run.raw_model, "cpu")

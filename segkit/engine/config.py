@@ -77,7 +77,7 @@ class ExperimentConfig:
     loss: str = "auto"  # "auto" (bce_iou for saliency, ce for segmentation), "bce", "bce_iou", "ce"
     amp: bool = True  # bf16 autocast where the device runs bf16 natively (CUDA, AVX512-BF16/AMX CPUs)
     channels_last: bool = True
-    sync_bn: bool = True  # SyncBatchNorm when distributed
+    sync_bn: bool = True  # SyncBatchNorm when distributed on GPUs (PyTorch has none for CPU processes)
     seed: int = 0
     out_dir: str = "runs"  # run folders are created under it
     name: str | None = None  # run folder name (default: task, backbone and time)

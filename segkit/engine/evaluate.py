@@ -51,7 +51,8 @@ def evaluate(
         metrics.update(to_mask(probs, settings.task), mask)
         if progress:
             progress(k + 1, len(indices))
-    metrics.reduce_from_all_processes()
+    if world_size > 1:
+        metrics.reduce_from_all_processes()
     out = metrics.compute()
     out["count"] = n
     return {k: v for k, v in out.items() if k not in ("precision", "recall", "fm_curve", "em_curve")}

@@ -23,7 +23,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
 
     model = load_model(checkpoint)
     cfg = model.config
-    fast = prepare_for_inference(model).body  # the InferenceModel's channels-last input cast is not exported
+    fast = prepare_for_inference(model, cuda_graphs=False).body  # without the channels-last input cast
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     multiple = max(16, model.output_stride) if cfg.task == "segmentation" else 32

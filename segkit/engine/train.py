@@ -225,7 +225,7 @@ def build_run(config: ExperimentConfig, out: Path, info: DistInfo) -> Run:
             f"(data.batch_size={config.data.batch_size} x {info.world_size} processes)"
         )
     raw_model = build_model(config, train_source.num_classes).to(device)
-    if info.world_size > 1 and config.sync_bn:
+    if info.world_size > 1 and config.sync_bn and device.type == "cuda":  # PyTorch's SyncBatchNorm is GPU-only
         raw_model = nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
     if config.channels_last:
         raw_model = raw_model.to(memory_format=torch.channels_last)
@@ -289,6 +289,7 @@ def checkpoint_payload(run: Run) -> dict:
 
 
 def save(run: Run, name: str) -> None:
+    sync_buffers(run)  # collective: every process calls save
     if run.info.is_main:
         atomic_save(checkpoint_payload(run), run.out / name)
 
@@ -318,6 +319,8 @@ def batches(run: Run):
         pin_memory=run.device.type == "cuda",
         worker_init_fn=_worker_init if workers else None,
         prefetch_factor=4 if workers else None,
+        # forkserver: forking a process that already runs CUDA and OpenMP threads can deadlock the workers
+        multiprocessing_context="forkserver" if workers and sys.platform != "win32" else None,
     )
     return iter(loader)
 
@@ -358,7 +361,16 @@ def train_step(run: Run, batches) -> float:
     return total / cfg.schedule.grad_accum
 
 
+def sync_buffers(run: Run) -> None:
+    """Give every process rank 0's BatchNorm statistics. DDP broadcasts buffers at the start of each forward, so
+    after the last step each process holds its own batch's update; without SyncBatchNorm (CPU) they differ."""
+    if run.info.world_size > 1:
+        for buffer in run.raw_model.buffers():
+            dist.broadcast(buffer, 0)
+
+
 def run_evaluation(run: Run) -> dict:
+    sync_buffers(run)
     cfg = run.config
     settings = InferenceSettings(
         task=cfg.task,

@@ -84,8 +84,8 @@ def level_hist(raw: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """(256, 2) int64: pixels of each raw level on background (column 0) and object (column 1)."""
     if raw.size < 2**24:  # OpenCV counts in float32: exact below 2^24 pixels
         mask = np.ascontiguousarray(gt).view(np.uint8)
-        total = cv2.calcHist([raw], [0], None, [256], [0, 256])[:, 0]
-        fg = cv2.calcHist([raw], [0], mask, [256], [0, 256])[:, 0]
+        total = cv2.calcHist([raw], [0], None, [256], [0, 256]).ravel()  # (256, 1) or (256,) by OpenCV version
+        fg = cv2.calcHist([raw], [0], mask, [256], [0, 256]).ravel()
         fg = fg.astype(np.int64)
         return np.stack([total.astype(np.int64) - fg, fg], axis=1)
     codes = raw.astype(np.int64) * 2 + gt

@@ -165,15 +165,63 @@ class InferenceModel(nn.Module):
         return self.body(x.contiguous(memory_format=torch.channels_last))
 
 
-def prepare_for_inference(model: nn.Module) -> nn.Module:
+class CudaGraphModel(nn.Module):
+    """Replays a CUDA graph captured once per input shape: at small batches a Res2Net forward is bound by the
+    launch cost of its many small kernels (about 160 for Res2Net-50 26w_4s), which a graph replay removes.
+
+    Used only for CUDA inputs without autograd; anything else runs the module directly. Outputs are copies, so
+    they stay valid after the next call.
+    """
+
+    def __init__(self, body: nn.Module, max_shapes: int = 8) -> None:
+        super().__init__()
+        self.body = body
+        self.max_shapes = max_shapes
+        self._graphs: dict = {}
+        for attr in ("out_channels", "strides", "output_stride", "task", "num_classes"):
+            if hasattr(body, attr):
+                setattr(self, attr, getattr(body, attr))
+
+    def forward(self, x: torch.Tensor):
+        if not x.is_cuda or (torch.is_grad_enabled() and x.requires_grad):
+            return self.body(x)
+        key = (tuple(x.shape), x.dtype, x.device, torch.is_autocast_enabled("cuda"))
+        if key not in self._graphs:
+            if len(self._graphs) >= self.max_shapes:
+                return self.body(x)
+            self._graphs[key] = self._capture(x)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return [t.clone() for t in static_out] if isinstance(static_out, list) else static_out.clone()
+
+    def _capture(self, x: torch.Tensor):
+        static_in = x.clone()
+        side = torch.cuda.Stream(x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up: cuDNN picks its algorithms outside the capture
+                self.body(static_in)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.body(static_in)
+        return graph, static_in, static_out
+
+
+def prepare_for_inference(model: nn.Module, cuda_graphs: bool | None = None) -> nn.Module:
     """An eval-mode copy of ``model`` for fast inference, equal to ``model.eval()`` within 1e-4 relative.
 
     BatchNorm is folded into the preceding convolutions, Res2Net blocks are replaced by their inference form,
-    and weights and input use the channels-last layout. The original model is left untouched.
+    and weights and input use the channels-last layout. On CUDA (``cuda_graphs`` None: when the model's weights
+    are on a GPU) each input shape is captured once as a CUDA graph and replayed. The original is left untouched.
     """
     body = copy.deepcopy(model).eval()
     body = _fold_module(body)
     body = body.to(memory_format=torch.channels_last)
     for p in body.parameters():
         p.requires_grad_(False)
-    return InferenceModel(body).eval()
+    fast = InferenceModel(body).eval()
+    if cuda_graphs is None:
+        cuda_graphs = any(p.is_cuda for p in body.parameters())
+    return CudaGraphModel(fast).eval() if cuda_graphs else fast

@@ -5,7 +5,6 @@ feature aggregation modules (multi-scale average pooling) along a top-down path,
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -30,13 +29,46 @@ def resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def _bin_edges(size, bins: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """PyTorch's adaptive-pooling bins over ``size`` pixels: [floor(i*size/bins), ceil((i+1)*size/bins))."""
+    i = torch.arange(bins + 1, device=device)
+    start = (i[:-1] * size) // bins
+    end = (i[1:] * size + bins - 1) // bins  # ceil on non-negative integers (exports as integer division)
+    return start, end
+
+
+def adaptive_avg_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, bins)`` from an integral image: the same bins, but it exports to ONNX with
+    dynamic height and width (ONNX has no adaptive pooling beyond the global one)."""
+    h, w = x.shape[-2], x.shape[-1]
+    integral = F.pad(x.float().cumsum(-1).cumsum(-2), (1, 0, 1, 0))  # (B, C, H+1, W+1)
+    y0, y1 = _bin_edges(h, bins, x.device)
+    x0, x1 = _bin_edges(w, bins, x.device)
+    top, bottom = integral.index_select(2, y0), integral.index_select(2, y1)
+    sums = bottom.index_select(3, x1) - bottom.index_select(3, x0) - top.index_select(3, x1) + top.index_select(3, x0)
+    area = ((y1 - y0)[:, None] * (x1 - x0)[None, :]).to(sums.dtype)
+    return (sums / area).to(x.dtype)  # (B, C, bins, bins)
+
+
+class PyramidBin(nn.Module):
+    """Average over ``bins`` x ``bins`` regions, then a 1x1 conv and ReLU."""
+
+    def __init__(self, in_ch: int, ch: int, bins: int) -> None:
+        super().__init__()
+        self.bins = bins
+        self.conv = conv_relu(in_ch, ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(adaptive_avg_pool(x, self.bins))
+
+
 class GlobalGuidance(nn.Module):
     """Pyramid pooling over the top feature (PoolNet's GGM): the identity branch plus pooled bins, fused."""
 
     def __init__(self, in_ch: int, ch: int, bins: tuple[int, ...] = (1, 3, 5)) -> None:
         super().__init__()
         self.identity = conv_bn_relu(in_ch, ch, 3)
-        self.pooled = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(b), conv_relu(in_ch, ch, 1)) for b in bins)
+        self.pooled = nn.ModuleList(PyramidBin(in_ch, ch, b) for b in bins)
         self.fuse = conv_bn_relu(ch * (len(bins) + 1), ch, 3)
 
     def forward(self, top: torch.Tensor) -> torch.Tensor:
@@ -54,11 +86,10 @@ class FeatureAggregation(nn.Module):
         self.out = conv_bn_relu(ch, ch, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
         total = x
         for rate, conv in zip(self.rates, self.convs, strict=True):
-            # adaptive pooling to ceil(h / rate) works for maps smaller than the rate (odd input sizes)
-            pooled = F.adaptive_avg_pool2d(x, (math.ceil(h / rate), math.ceil(w / rate)))
+            # ceil_mode: a last partial window (and a map smaller than the rate) averages its valid pixels
+            pooled = F.avg_pool2d(x, rate, rate, ceil_mode=True)
             total = total + resize_to(conv(pooled), x)
         return self.out(F.relu(total))
 
