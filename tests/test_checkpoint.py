@@ -89,6 +89,9 @@ def test_pickled_payload_is_refused_and_not_run(tmp_path):
 
 
 def test_pretrained_timm_without_network_fails_clearly(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub reads this at import: set its constant too
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(SegkitError, match="pass a local checkpoint file"):
         create_backbone(NAME, pretrained="timm")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 
 from segkit.errors import SegkitError
+from segkit.models.checkpoint import read_checkpoint as read_weights_file
 
 FORMAT_VERSION = 1
 
@@ -65,22 +65,8 @@ def _flatten_python_state(state):
 
 def read_checkpoint(path: str | Path) -> dict:
     """A segkit checkpoint, read with ``weights_only=True``; a pickled payload is refused, nothing in it runs."""
-    path = Path(path)
-    if not path.is_file():
-        raise SegkitError(f"checkpoint '{path}' does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise SegkitError(
-            f"checkpoint '{path}' was refused: it carries pickled Python objects that only a full unpickle could "
-            f"build (read with weights_only=True; nothing in it was run). Detail: {str(err).splitlines()[0]}"
-        ) from None
-    except Exception as err:  # damaged zip, truncated file, not a torch file
-        raise SegkitError(
-            f"checkpoint '{path}' could not be read ({type(err).__name__}); the file is damaged or "
-            "not a segkit checkpoint"
-        ) from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+    ckpt = read_weights_file(path)
+    if "model" not in ckpt or "config" not in ckpt:
         raise SegkitError(
             f"checkpoint '{path}' is not a segkit checkpoint (no 'model' and 'config' entries); "
             "for backbone weights use create_backbone(pretrained=...)"

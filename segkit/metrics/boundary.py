@@ -27,6 +27,16 @@ def mask_boundary(mask: np.ndarray, d: int) -> np.ndarray:
     return (m > 0) & (eroded == 0)
 
 
+def boundary_band(mask: np.ndarray, d: int) -> np.ndarray:
+    """Pixels within ``d`` of the mask's outline, inside (Boundary IoU's boundary) and outside it. The image's
+    own edge is not an outline: the outer part is the dilation minus the mask."""
+    m = mask.astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * d + 1, 2 * d + 1))
+    outer = (cv2.dilate(m, kernel) > 0) & (m == 0)
+    inner = (m > 0) & (cv2.erode(m, kernel, borderType=cv2.BORDER_REPLICATE) == 0)
+    return inner | outer
+
+
 def boundary_iou_counts(pred: np.ndarray, gt: np.ndarray, d: int | None = None) -> tuple[int, int]:
     """(intersection, union) of the boundaries of two binary masks of one image."""
     if d is None:

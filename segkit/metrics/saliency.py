@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
+from segkit.metrics.arrays import as_2d_numpy
 from segkit.metrics.boundary import boundary_iou
 
 EPS = np.spacing(1)  # the toolbox's eps (MATLAB's eps = 2.2e-16)
@@ -358,7 +359,7 @@ class SaliencyMetrics:
         self._sums, self._curves, self.count = {}, {}, 0
 
     def update(self, pred, gt) -> dict[str, float]:
-        pred_a, gt_a = _as_numpy(pred), _as_numpy(gt)
+        pred_a, gt_a = as_2d_numpy(pred), as_2d_numpy(gt)
         if pred_a.shape != gt_a.shape:
             raise ValueError(f"prediction {pred_a.shape} and ground truth {gt_a.shape} differ in size")
         scores, curves = per_image_scores(prepare(pred_a, gt_a), self.beta_sq)
@@ -435,14 +436,3 @@ def per_image_scores(pair: PreparedPair, beta_sq: float = BETA_SQ) -> tuple[dict
     }
     curves = {"precision": precision, "recall": recall, "fm": fm, "em": emeasure_curve(counts)}
     return scores, curves
-
-
-def _as_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim == 3 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 2:
-        raise ValueError(f"expected a 2-D map (H, W), got shape {x.shape}")
-    return x

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from segkit.metrics.arrays import as_2d_numpy
 from segkit.metrics.boundary import boundary_iou_counts, boundary_width_px, trimap_band
 
 IGNORE_INDEX = 255
@@ -84,7 +85,7 @@ class SegmentationMetrics:
         self.trimap = np.zeros((len(self.trimap_widths_px), c, c), dtype=np.int64)
 
     def update(self, pred, gt) -> None:
-        p, g = _label_map(pred), _label_map(gt)
+        p, g = as_2d_numpy(pred), as_2d_numpy(gt)
         if p.shape != g.shape:
             raise ValueError(f"prediction {p.shape} and ground truth {g.shape} differ in size")
         self.cm += confusion_matrix(p, g, self.num_classes, self.ignore_index)
@@ -130,14 +131,3 @@ class SegmentationMetrics:
             int(w): scores_from_confusion(self.trimap[i])["miou"] for i, w in enumerate(self.trimap_widths_px)
         }
         return out
-
-
-def _label_map(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim == 3 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 2:
-        raise ValueError(f"expected a label map (H, W), got shape {x.shape}")
-    return x

@@ -17,7 +17,8 @@ _HEAD_PREFIXES = ("fc.",)  # ImageNet classifier, not part of a feature extracto
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)``; anything that needs unpickling code is refused."""
+    """Read a checkpoint with ``torch.load(weights_only=True)``: a file that needs unpickling code is refused and
+    nothing in it runs."""
     path = Path(path)
     if not path.is_file():
         raise SegkitError(f"checkpoint '{path}' does not exist: pass the path of a .pth/.pt file")
@@ -25,13 +26,14 @@ def read_checkpoint(path: str | Path) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise SegkitError(
-            f"checkpoint '{path}' was refused: it holds Python objects that only a full unpickle could build "
-            f"(weights_only=True; nothing in it was run). Re-save it as a plain state_dict. Detail: {err}"
+            f"checkpoint '{path}' was refused: it carries pickled Python objects that only a full unpickle could "
+            f"build (read with weights_only=True; nothing in it was run). Re-save it as a plain state_dict. "
+            f"Detail: {str(err).splitlines()[0]}"
         ) from None
     except Exception as err:  # torch raises RuntimeError / EOFError / zipfile errors for damaged files
         raise SegkitError(
-            f"checkpoint '{path}' could not be read ({type(err).__name__}: {err}); "
-            "the file is damaged or not a PyTorch checkpoint"
+            f"checkpoint '{path}' could not be read ({type(err).__name__}); the file is damaged or not a PyTorch "
+            "checkpoint"
         ) from None
     if not isinstance(obj, Mapping):
         raise SegkitError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a dict of tensors")

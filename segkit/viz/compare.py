@@ -13,7 +13,7 @@ import numpy as np
 from segkit.data.io import BadFileError, list_images, read_gray, read_label, read_rgb
 from segkit.errors import SegkitError
 from segkit.metrics import SaliencyMetrics, SegmentationMetrics
-from segkit.metrics.boundary import boundary_width_px, mask_boundary
+from segkit.metrics.boundary import boundary_band, boundary_width_px
 
 INSET_FRACTION = 0.3  # inset side as a fraction of the image's shorter side
 
@@ -93,13 +93,11 @@ def disagreement_map(row: Row, task: str) -> np.ndarray:
     else:
         return np.zeros((h, w), np.float32)
     if row.gt is not None:
-        gt_fg = binary(row.gt, task)
-        band = mask_boundary(gt_fg, d) | mask_boundary(~gt_fg, d)
+        band = boundary_band(binary(row.gt, task), d)
     else:
         band = np.zeros((h, w), bool)
         for m in masks:
-            fg = binary(m, task)
-            band |= mask_boundary(fg, d) | mask_boundary(~fg, d)
+            band |= boundary_band(binary(m, task), d)
     return (differ & band).astype(np.float32)
 
 

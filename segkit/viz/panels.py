@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from segkit.data.voc import voc_palette
-from segkit.metrics.boundary import boundary_width_px, mask_boundary
+from segkit.metrics.boundary import boundary_band, boundary_width_px
 from segkit.viz.compare import binary, error_maps
 
 # Okabe & Ito's colour-blind-safe palette
@@ -24,9 +24,7 @@ def mask_rgb(mask: np.ndarray, task: str) -> np.ndarray:
 
 def gt_band(gt: np.ndarray, task: str) -> np.ndarray:
     """The ground-truth boundary band (inner and outer, Boundary IoU's width) that error panels shade."""
-    fg = binary(gt, task)
-    d = boundary_width_px(*gt.shape)
-    return mask_boundary(fg, d) | mask_boundary(~fg, d)
+    return boundary_band(binary(gt, task), boundary_width_px(*gt.shape))
 
 
 def error_panel(pred: np.ndarray, gt: np.ndarray | None, task: str) -> np.ndarray:
