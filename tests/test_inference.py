@@ -1,0 +1,32 @@
+"""Pre/post-processing shared by eval, predict and ONNX: sliding window, padding, TTA."""
+
+import numpy as np
+import torch
+
+from segkit.engine.inference import InferenceSettings, predict_probs, to_mask
+
+
+def pointwise_net(classes: int = 3):
+    """A per-pixel classifier: its output at a pixel depends on that pixel alone, so tiling must not change it."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, classes, 1)
+    return lambda x: conv(x)
+
+
+def test_sliding_window_equals_whole_image():
+    net = pointwise_net()
+    image = np.random.default_rng(0).integers(0, 255, (100, 150, 3), dtype=np.uint8)
+    whole = predict_probs(net, image, InferenceSettings("segmentation", size_multiple=16, window_px=512))
+    tiled = predict_probs(net, image, InferenceSettings("segmentation", size_multiple=16, window_px=48))
+    assert whole.shape == tiled.shape == (3, 100, 150)
+    assert np.abs(whole - tiled).max() < 1e-5
+
+
+def test_tta_keeps_the_original_size():
+    net = pointwise_net(1)
+    image = np.random.default_rng(1).integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    probs = predict_probs(net, image, InferenceSettings("saliency", saliency_size_px=64, tta=True))
+    assert probs.shape == (37, 53) and 0 <= probs.min() and probs.max() <= 1
+    seg = predict_probs(pointwise_net(), image, InferenceSettings("segmentation", size_multiple=16, tta=True))
+    assert seg.shape == (3, 37, 53) and np.allclose(seg.sum(0), 1, atol=1e-5)
+    assert to_mask(seg, "segmentation").dtype == np.uint8 and to_mask(probs, "saliency").max() <= 255
