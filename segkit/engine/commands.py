@@ -68,8 +68,10 @@ def _print_next_steps(config, scores: dict, args: argparse.Namespace) -> None:
     print(f"  segkit eval --checkpoint {out / 'best.pt'}")
     print(f"  segkit predict --checkpoint {out / 'best.pt'} --input YOUR_IMAGES --output predictions/")
     print(f"  segkit export --checkpoint {out / 'best.pt'} --output {out / 'model.onnx'}")
-    print(f"  segkit render --task {config.task} --images YOUR_IMAGES --gt YOUR_MASKS "
-          f"--checkpoint 'this run={out / 'best.pt'}' --output comparison.png")
+    print(
+        f"  segkit render --task {config.task} --images YOUR_IMAGES --gt YOUR_MASKS "
+        f"--checkpoint 'this run={out / 'best.pt'}' --output comparison.png"
+    )
 
 
 def _latest_run(config) -> Path | None:

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -185,7 +185,6 @@ class Run:
     steps_per_epoch: int
     step: int = 0
     best: float = -math.inf
-    history: list[dict] = field(default_factory=list)
 
 
 def default_run_dir(config: ExperimentConfig) -> Path:

@@ -16,19 +16,6 @@ from segkit.errors import SegkitError, unknown_name
 from segkit.models.checkpoint import load_backbone_weights
 from segkit.models.res2net import RES2NET_ALIASES, RES2NET_SPECS, Res2Net
 
-# timm's name for each segkit Res2Net variant (used for pretrained='timm').
-TIMM_NAMES: dict[str, str] = {
-    "res2net50_26w_4s": "res2net50_26w_4s",
-    "res2net50_48w_2s": "res2net50_48w_2s",
-    "res2net50_14w_8s": "res2net50_14w_8s",
-    "res2net50_26w_6s": "res2net50_26w_6s",
-    "res2net50_26w_8s": "res2net50_26w_8s",
-    "res2net101_26w_4s": "res2net101_26w_4s",
-    "res2next50": "res2next50",
-    "res2net50_v1b_26w_4s": "res2net50d",
-    "res2net101_v1b_26w_4s": "res2net101d",
-}
-
 # Baselines for every comparison: not rewritten, taken from timm.
 BASELINES: tuple[str, ...] = ("resnet50", "resnet50d", "resnet101")
 
@@ -105,7 +92,7 @@ def _load_timm_weights(model: nn.Module, name: str) -> None:
     import timm
 
     canonical = RES2NET_ALIASES.get(name, name)
-    timm_name = TIMM_NAMES.get(canonical, canonical)
+    timm_name = {target: alias for alias, target in RES2NET_ALIASES.items()}.get(canonical, canonical)
     try:
         source = timm.create_model(timm_name, pretrained=True)
     except Exception as err:  # no network, hub unreachable, no weights for the name
