@@ -46,6 +46,8 @@ def test_end_to_end(tmp_path, task, capsys):
     assert main(["eval", "--checkpoint", str(run_dir / "best.pt"), "--json", str(scores)]) == 0
     keys = {"saliency": {"mae", "sm", "max_fm", "boundary_iou"}, "segmentation": {"miou", "per_class_iou"}}[task]
     assert keys <= set(json.loads(scores.read_text()))
+    if task == "segmentation":  # the per-class table names the built-in classes
+        assert "astronaut" in capsys.readouterr().out
     # inputs: two built-in validation images of odd sizes
     inputs = tmp_path / "in"
     inputs.mkdir()

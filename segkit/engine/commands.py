@@ -103,10 +103,23 @@ def eval_checkpoint(args: argparse.Namespace) -> int:
     scores = evaluate(make_net(prepare_for_inference(model), "cpu"), source, settings, model.num_classes)
     keys = SALIENCY_KEYS if task == "saliency" else SEGMENTATION_KEYS
     print(format_table({Path(args.checkpoint).stem: scores}, keys, args.format))
+    if task == "segmentation":
+        print(per_class_table(scores, model.class_names))
     if args.json:
         extra = ("per_class_iou", "per_class_boundary_iou", "trimap_miou", "count")
         Path(args.json).write_text(json.dumps({k: scores[k] for k in (*keys, *extra) if k in scores}, indent=2))
     return 0
+
+
+def per_class_table(scores: dict, class_names: tuple[str, ...]) -> str:
+    """IoU and Boundary IoU per class (classes absent from both prediction and ground truth show '-')."""
+    lines = [f"{'class':<16} {'IoU':>7} {'BIoU':>7}"]
+    for c, (iou, biou) in enumerate(zip(scores["per_class_iou"], scores["per_class_boundary_iou"], strict=True)):
+        name = class_names[c] if c < len(class_names) else f"class {c}"
+        lines.append(
+            f"{name:<16} {'-' if iou is None else f'{iou:.4f}':>7} {'-' if biou is None else f'{biou:.4f}':>7}"
+        )
+    return "\n".join(lines)
 
 
 def expand_inputs(patterns: list[str]) -> list[Path]:
