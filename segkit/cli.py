@@ -212,7 +212,6 @@ def _jsonable(scores: dict, keys: tuple[str, ...]) -> dict:
 
 
 def _run_bench_metrics(args: argparse.Namespace) -> int:
-    import json
 
     from segkit.bench.metrics import run_metrics_bench
 
@@ -220,11 +219,18 @@ def _run_bench_metrics(args: argparse.Namespace) -> int:
         raise SegkitError("--pairs must be a positive integer")
     print(f"writing {args.pairs} pairs and timing both evaluators ...", file=sys.stderr)
     result = run_metrics_bench(args.pairs)
-    for key, value in result.items():
-        print(f"{key:<28} {value:.6g}" if isinstance(value, float) else f"{key:<28} {value}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    _print_results(result, args.json)
     return 0 if result["same_numbers"] else 1
+
+
+def _print_results(result: dict, json_path: str | None) -> None:
+    """A benchmark's flat results, one per line, and optionally as JSON."""
+    import json
+
+    for key, value in result.items():
+        print(f"{key:<36} {value:.6g}" if isinstance(value, float) else f"{key:<36} {value}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2))
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -302,15 +308,10 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_bench_data(args: argparse.Namespace) -> int:
-    import json
 
     from segkit.bench.data import run_data_bench
 
-    result = run_data_bench()
-    for key, value in result.items():
-        print(f"{key:<36} {value:8.1f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    _print_results(run_data_bench(), args.json)
     return 0
 
 
