@@ -308,7 +308,6 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_bench_data(args: argparse.Namespace) -> int:
-
     from segkit.bench.data import run_data_bench
 
     _print_results(run_data_bench(), args.json)
