@@ -1,6 +1,23 @@
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
+
+SOD_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sod-reference"
+
+
+@pytest.fixture
+def sod_reference() -> Path:
+    """The shared real-prediction reference data (MATLAB / PySODMetrics values), beside the repository.
+
+    A user's clone has none: the tests that need it skip with the reason. Under CI=true they must run."""
+    if SOD_REFERENCE.is_dir():
+        return SOD_REFERENCE
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but the shared SOD reference data is missing at {SOD_REFERENCE}")
+    pytest.skip(f"shared SOD reference data not found at {SOD_REFERENCE} (only CI has it; CI=true makes this fail)")
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -9,9 +9,10 @@ import torch
 import torch.distributed as dist
 
 from segkit.engine.config import load_config
-from segkit.engine.evaluate import evaluate, make_net
-from segkit.engine.inference import InferenceSettings
-from segkit.engine.train import batches, build_run, init_distributed, sync_buffers, train_step
+from segkit.engine.distributed import init_distributed, sync_buffers
+from segkit.engine.evaluate import evaluate
+from segkit.engine.inference import InferenceSettings, torch_net
+from segkit.engine.train import batches, build_run, train_one_step
 
 out = Path(sys.argv[1])
 info = init_distributed()
@@ -30,15 +31,15 @@ cfg = load_config(
 run = build_run(cfg, out, info)
 stream = batches(run)
 for _ in range(2):
-    train_step(run, stream)
-sync_buffers(run)
-torch.save(run.raw_model.state_dict(), out / f"rank{info.rank}.pt")
+    train_one_step(run, stream)
+sync_buffers(run.net, info)
+torch.save(run.net.state_dict(), out / f"rank{info.rank}.pt")
 settings = InferenceSettings(task="saliency", saliency_size_px=64)
-net = make_net(run.raw_model, "cpu")
+net = torch_net(run.net, "cpu")
 reduced = evaluate(net, run.val_source, settings, 1, info.rank, info.world_size, max_images=6)
 if info.rank == 0:
     single = evaluate(net, run.val_source, settings, 1, 0, 1, max_images=6)
-    (out / "eval_ddp.json").write_text(json.dumps({k: v for k, v in reduced.items() if isinstance(v, float)}))
-    (out / "eval_single.json").write_text(json.dumps({k: v for k, v in single.items() if isinstance(v, float)}))
+    (out / "eval_ddp.json").write_text(json.dumps(reduced.scalars()))
+    (out / "eval_single.json").write_text(json.dumps(single.scalars()))
 dist.barrier()
 dist.destroy_process_group()

@@ -51,10 +51,10 @@ def test_metrics_accept_cuda_tensors():
     a, b = SaliencyMetrics(), SaliencyMetrics()
     a.update(pred, gt)
     b.update(torch.from_numpy(pred).cuda(), torch.from_numpy(gt).cuda())
-    assert a.compute()["max_fm"] == b.compute()["max_fm"]
+    assert a.compute().max_fm == b.compute().max_fm
     s = SegmentationMetrics(3)
     s.update(torch.randint(0, 3, (32, 32), device="cuda"), torch.randint(0, 3, (32, 32), device="cuda"))
-    assert 0 <= s.compute()["miou"] <= 1
+    assert 0 <= s.compute().miou <= 1
 
 
 @pytest.mark.parametrize("task", ["saliency", "segmentation"])
@@ -76,8 +76,8 @@ def test_amp_training_steps_on_cuda(tmp_path, task):
             "eval.max_images=16",
         ],
     )
-    scores = train(cfg)
-    assert all(np.isfinite(v) for v in scores.values() if isinstance(v, float))
+    result = train(cfg)
+    assert all(np.isfinite(v) for v in result.scores.scalars().values())
     ckpt = read_checkpoint(tmp_path / "r" / "last.pt")
     assert ckpt["step"] == 30
     from segkit.engine.precision import bf16_supported

@@ -9,13 +9,30 @@ from PIL import Image
 from scipy.io import savemat
 
 from segkit.cli import main
-from segkit.data.builtin import BuiltinSpec, generate_sample
-from segkit.data.check import check_dataset
-from segkit.data.datasets import TrainDataset, build_source, collate
+from segkit.data.builtin import BuiltinSpec
+from segkit.data.datasets import TrainDataset, collate
 from segkit.data.io import BadFileError, read_gray, read_label, read_rgb
 from segkit.data.saliency import LAYOUTS, find_saliency_sources
 from segkit.data.voc import prepare_voc_aug, voc_palette, voc_samples
 from segkit.errors import SegkitError
+from segkit.tasks import get_task
+
+
+def build_source(task, root, split):
+    return get_task(task).source(root, split)
+
+
+def check_dataset(root, task):
+    return get_task(task).check_dataset(root)
+
+
+def generate_sample(task, split, index):
+    return get_task(task).builtin_sample(split, index, BuiltinSpec())
+
+
+def train_dataset(source, task, size_px):
+    task = get_task(task)
+    return TrainDataset(source, task.train_transform(size_px), task.target)
 
 
 def write_jpg(path, rng, size=(40, 50)):
@@ -117,16 +134,14 @@ def test_each_saliency_layout_is_recognised(tmp_path, layout):
 
 
 def test_duts_train_and_val_and_grey_levels_kept(tmp_path):
-    from segkit.data.builtin import make_demo
-
-    make_demo("saliency", tmp_path, BuiltinSpec(train_count=4, val_count=2))
+    get_task("saliency").make_demo(tmp_path, BuiltinSpec(train_count=4, val_count=2))
     src = build_source("saliency", tmp_path, "train")
     assert len(src) == 4 and len(build_source("saliency", tmp_path, "val")) == 2
     mask_path = src.pairs[0][1]
     grey = np.zeros((128, 128), np.uint8)
     grey[10:50, 10:50] = 100  # non-binary ground truth
     cv2.imwrite(str(mask_path), grey)
-    ds = TrainDataset(src, 64)
+    ds = train_dataset(src, "saliency", 64)
     sample = ds[0]
     assert sample["mask"].dtype.is_floating_point and 0 < float(sample["mask"].max()) <= 100 / 255 + 1e-6
 
@@ -138,9 +153,15 @@ def test_images_masks_folders(tmp_path):
     for i in range(3):
         write_jpg(tmp_path / "im" / f"{i}.jpg", rng)
         cv2.imwrite(str(tmp_path / "gt" / f"{i}.png"), np.zeros((40, 50), np.uint8))
-    assert len(build_source("saliency", None, "train", str(tmp_path / "im"), str(tmp_path / "gt"))) == 3
+    from segkit.engine.config import DataConfig
+    from segkit.engine.loader import build_sources
+
+    data = DataConfig(images=str(tmp_path / "im"), masks=str(tmp_path / "gt"))
+    sources = build_sources(get_task("saliency"), data, seed=0)
+    assert len(sources.train) == 2 and len(sources.val) == 1  # one of three held out, and said
+    assert "held out" in sources.note
     with pytest.raises(SegkitError, match="go together"):
-        build_source("saliency", None, "train", str(tmp_path / "im"), None)
+        build_sources(get_task("saliency"), DataConfig(images=str(tmp_path / "im")), seed=0)
 
 
 def test_missing_and_empty_roots(tmp_path):
@@ -228,7 +249,7 @@ def test_palette_out_of_range_is_a_clear_problem(tmp_path):
     assert [p["path"].endswith("b.png") for p in report.problems] == [True]
     assert "40" in report.problems[0]["problem"]
     source = build_source("segmentation", tmp_path, "train")
-    ds = TrainDataset(source, 32)
+    ds = train_dataset(source, "segmentation", 32)
     batch = collate([ds[0], ds[1]])
     assert "bad" in batch and "b.png" in batch["bad"][0] and "outside 0..20" in batch["bad"][0]
 

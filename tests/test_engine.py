@@ -18,7 +18,8 @@ import segkit
 from segkit.cli import main
 from segkit.engine.checkpoint import read_checkpoint
 from segkit.engine.config import load_config
-from segkit.engine.train import build_run, save, train, train_step
+from segkit.engine.distributed import DistInfo
+from segkit.engine.train import batches, build_run, save, train, train_one_step
 from segkit.errors import SegkitError
 
 TINY = [
@@ -96,19 +97,18 @@ def test_exact_resume_equals_straight_run(tmp_path):
     out = tmp_path / "stopped"
     out.mkdir()
     from segkit.engine.config import save_config
-    from segkit.engine.train import batches
 
     save_config(cfg, out / "config.yaml")
-    run = build_run(cfg, out, __import__("segkit.engine.train", fromlist=["DistInfo"]).DistInfo())
+    run = build_run(cfg, out, DistInfo())
     stream = batches(run)
     for _ in range(2):
-        train_step(run, stream)
+        train_one_step(run, stream)
     save(run, "last.pt")
     resumed = train(cfg, out, resume_run=True)
     a = read_checkpoint(tmp_path / "straight" / "last.pt")["model"]
     b = read_checkpoint(out / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the straight run"
-    assert resumed["max_fm"] == straight["max_fm"]
+    assert resumed.scores.max_fm == straight.scores.max_fm
 
 
 @pytest.mark.slow
@@ -229,9 +229,10 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoint(tmp_path):
 
 
 def test_bad_training_sample_is_a_clear_error(tmp_path):
-    from segkit.data.builtin import BuiltinSpec, make_demo
+    from segkit.data.builtin import BuiltinSpec
+    from segkit.tasks import get_task
 
-    make_demo("saliency", tmp_path / "d", BuiltinSpec(train_count=4, val_count=2))
+    get_task("saliency").make_demo(tmp_path / "d", BuiltinSpec(train_count=4, val_count=2))
     victim = sorted((tmp_path / "d" / "DUTS-TR" / "DUTS-TR-Image").iterdir())[0]
     victim.write_bytes(b"")
     cfg = tiny("saliency", tmp_path, "name=bad", f"data.root={tmp_path / 'd'}")

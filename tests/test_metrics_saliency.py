@@ -2,7 +2,6 @@
 
 import json
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 
 from segkit.metrics import SaliencyMetrics
 
-REF_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sod-reference"
 KEYS = ("mae", "sm", "wfm", "adp_fm", "mean_fm", "max_fm", "adp_em", "mean_em", "max_em")
 
 
@@ -38,7 +36,7 @@ def ours(pairs):
     m = SaliencyMetrics()
     for pred, gt in pairs:
         m.update(pred, gt)
-    return m.compute()
+    return m.compute().scalars()
 
 
 def assert_close(got, want, tol=1e-6):
@@ -49,19 +47,19 @@ def assert_close(got, want, tol=1e-6):
             assert abs(got[k] - want[k]) <= tol, (k, got[k], want[k])
 
 
-def read_set(name):
+def read_set(root, name):
     pairs = []
-    for p in sorted((REF_ROOT / name / "pred").glob("*.png")):
+    for p in sorted((root / name / "pred").glob("*.png")):
         pred = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        gt = cv2.imread(str(REF_ROOT / name / "gt" / p.name), cv2.IMREAD_GRAYSCALE)
+        gt = cv2.imread(str(root / name / "gt" / p.name), cv2.IMREAD_GRAYSCALE)
         pairs.append((pred, gt))
     return pairs
 
 
 @pytest.mark.parametrize("name", ["ecssd-pascals-soc", "cod10k-sinet"])
-def test_reference_data(name):
-    ref = json.loads((REF_ROOT / "REFERENCE.json").read_text())[name]
-    pairs = read_set(name)
+def test_reference_data(name, sod_reference):
+    ref = json.loads((sod_reference / "REFERENCE.json").read_text())[name]
+    pairs = read_set(sod_reference, name)
     assert len(pairs) == 3
     got = ours(pairs)
     assert_close(got, ref["pysodmetrics_1_6"])
@@ -117,8 +115,8 @@ def test_per_image_scores_and_curves():
     scores = m.update(pred, gt)
     assert set(scores) >= {"mae", "sm", "wfm", "adp_fm", "adp_em", "boundary_iou"}
     out = m.compute()
-    assert out["precision"].shape == out["recall"].shape == out["fm_curve"].shape == (256,)
-    assert out["max_fm"] == pytest.approx(out["fm_curve"].max())
+    assert out.curves.precision.shape == out.curves.recall.shape == out.curves.fmeasure.shape == (256,)
+    assert out.max_fm == pytest.approx(out.curves.fmeasure.max())
     m.reset()
     with pytest.raises(ValueError, match="update"):
         m.compute()
@@ -141,7 +139,7 @@ def test_merge_equals_single_pass():
     for p, g in pairs[2:]:
         b.update(p, g)
     a.merge(b)
-    merged, single = a.compute(), ours(pairs)
+    merged, single = a.compute().scalars(), ours(pairs)
     assert not any(np.isnan(single[k]) for k in KEYS)
     for k in KEYS:
         assert merged[k] == pytest.approx(single[k], abs=1e-9), k

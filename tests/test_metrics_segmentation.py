@@ -47,9 +47,9 @@ def test_against_numpy_with_ignore_and_absent_classes():
         m.update(p, g)
     got, want = m.compute(), numpy_reference(preds, gts, c)
     for k, v in want.items():
-        assert got[k] == pytest.approx(v, abs=1e-12), k
-    assert got["per_class_iou"][3] is None and got["per_class_iou"][5] is None  # absent from both sides
-    assert got["per_class_iou"][4] == 0.0  # predicted only: counts as 0, as in mmsegmentation
+        assert getattr(got, k) == pytest.approx(v, abs=1e-12), k
+    assert got.per_class_iou[3] is None and got.per_class_iou[5] is None  # absent from both sides
+    assert got.per_class_iou[4] == 0.0  # predicted only: counts as 0, as in mmsegmentation
 
 
 def test_out_of_range_labels_are_errors():
@@ -95,11 +95,11 @@ def test_boundary_and_trimap_accumulate():
     m = SegmentationMetrics(2, trimap_widths_px=(2, 8))
     m.update(gt, gt)
     out = m.compute()
-    assert out["boundary_iou"] == 1.0 and out["trimap_miou"] == {2: 1.0, 8: 1.0}
+    assert out.boundary_iou == 1.0 and out.trimap_miou == {2: 1.0, 8: 1.0}
     m.reset()
     eroded = np.zeros_like(gt)
     eroded[18:46, 18:46] = 1
     m.update(eroded, gt)
     out = m.compute()
-    assert out["trimap_miou"][2] < out["trimap_miou"][8] < 1.0  # errors are densest near the boundary
-    assert out["boundary_iou"] < 0.7 and out["miou"] > out["boundary_iou"]
+    assert out.trimap_miou[2] < out.trimap_miou[8] < 1.0  # errors are densest near the boundary
+    assert out.boundary_iou < 0.7 and out.miou > out.boundary_iou

@@ -64,8 +64,8 @@ def test_layout_follows_inputs_and_captions_equal_metrics(tmp_path):
     m = SaliencyMetrics()
     m.update(b, gt)
     want = m.compute()
-    assert comp.rows[0].methods["B"].scores == {"MAE": want["mae"], "maxF": want["max_fm"]}
-    assert f"MAE {want['mae']:.3f}" in panels[2].caption
+    assert comp.rows[0].methods["B"].scores == {"MAE": want.mae, "maxF": want.max_fm}
+    assert f"MAE {want.mae:.3f}" in panels[2].caption
 
 
 def test_error_colours_are_the_legend_colours():
@@ -101,7 +101,7 @@ def test_segmentation_captions_and_palette(tmp_path):
     comp = build_comparison("segmentation", tmp_path / "img", {"p": tmp_path / "p"}, tmp_path / "gt")
     m = SegmentationMetrics(21, trimap_widths_px=())
     m.update(pred, gt)
-    assert comp.rows[0].methods["p"].scores == {"IoU": m.compute()["miou"], "BIoU": m.compute()["boundary_iou"]}
+    assert comp.rows[0].methods["p"].scores == {"IoU": m.compute().miou, "BIoU": m.compute().boundary_iou}
     out = tmp_path / "fig.pdf"
     assert (
         main(

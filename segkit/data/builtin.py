@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segkit.conventions import IGNORE_INDEX
+
 SEGMENTATION_CLASSES = ("background", "astronaut", "coffee", "cat", "rocket")
 _CLASS_PHOTOS = {1: "astronaut", 2: "coffee", 3: "chelsea", 4: "rocket"}
 _SALIENT_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -96,28 +98,34 @@ def _shape_mask(rng: np.random.Generator, size: int, scale: float, limbs: int) -
     return mask
 
 
-def generate_sample(task: str, split: str, index: int, spec: BuiltinSpec = BuiltinSpec()) -> tuple:
-    """(RGB image uint8 (S, S, 3), mask uint8 (S, S)) of one built-in sample; the same for the same arguments.
+def _compose(rng: np.random.Generator, size: int, max_objects: int, photo_for) -> tuple[np.ndarray, np.ndarray]:
+    """A background with 1..``max_objects`` objects cut from photographs: (RGB uint8, class ids uint8).
 
-    Saliency masks are 0/255; segmentation masks hold class ids (see ``SEGMENTATION_CLASSES``) and 255 on a
-    thin band along object borders.
-    """
-    if task not in ("saliency", "segmentation"):
-        raise ValueError(f"task must be saliency or segmentation, got '{task}'")
-    rng = np.random.default_rng([spec.seed, _SPLITS[split], index, 0 if task == "saliency" else 1])
-    size = spec.image_size_px
+    ``photo_for(rng, class_id)`` names the photograph an object is cut from."""
     img = _background(rng, size)
     labels = np.zeros((size, size), np.uint8)
-    for _ in range(rng.integers(1, 3) if task == "saliency" else rng.integers(1, 4)):
+    for _ in range(rng.integers(1, max_objects + 1)):
         shape = _shape_mask(rng, size, scale=rng.uniform(0.14, 0.26), limbs=int(rng.integers(0, 4)))
         cls = int(rng.integers(1, len(SEGMENTATION_CLASSES)))
-        photo = _CLASS_PHOTOS[cls] if task == "segmentation" else str(rng.choice(_SALIENT_PHOTOS))
-        texture = _crop(rng, _photo(photo), size).astype(np.float32)
+        texture = _crop(rng, _photo(photo_for(rng, cls)), size).astype(np.float32)
         img[shape > 0] = texture[shape > 0]
         labels[shape > 0] = cls
-    img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
-    if task == "saliency":
-        return img, np.where(labels > 0, 255, 0).astype(np.uint8)
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8), labels
+
+
+def saliency_sample(split: str, index: int, spec: BuiltinSpec = BuiltinSpec()) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB image uint8 (S, S, 3), 0/255 mask uint8 (S, S)) of one built-in saliency sample; deterministic."""
+    rng = np.random.default_rng([spec.seed, _SPLITS[split], index, 0])
+    img, labels = _compose(rng, spec.image_size_px, 2, lambda r, _: str(r.choice(_SALIENT_PHOTOS)))
+    return img, np.where(labels > 0, 255, 0).astype(np.uint8)
+
+
+def segmentation_sample(split: str, index: int, spec: BuiltinSpec = BuiltinSpec()) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB image uint8 (S, S, 3), class ids uint8 (S, S)) of one built-in segmentation sample; deterministic.
+
+    Class ids follow ``SEGMENTATION_CLASSES``; ``IGNORE_INDEX`` marks a thin band along object borders."""
+    rng = np.random.default_rng([spec.seed, _SPLITS[split], index, 1])
+    img, labels = _compose(rng, spec.image_size_px, 3, lambda _, cls: _CLASS_PHOTOS[cls])
     return img, _with_void_band(labels)
 
 
@@ -127,36 +135,41 @@ def _with_void_band(labels: np.ndarray) -> np.ndarray:
     edges = label_boundaries(labels).astype(np.uint8)
     band = cv2.dilate(edges, np.ones((VOID_BAND_PX - 1, VOID_BAND_PX - 1), np.uint8)) > 0
     out = labels.copy()
-    out[band] = 255
+    out[band] = IGNORE_INDEX
     return out
 
 
-def make_demo(task: str, out: Path | str, spec: BuiltinSpec = BuiltinSpec()) -> Path:
-    """Write the built-in dataset to disk: saliency in the DUTS layout, segmentation in the VOC layout."""
-    from segkit.data.voc import save_label_png
+def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
+    cv2.imwrite(str(path), rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+
+def make_saliency_demo(out: Path | str, spec: BuiltinSpec = BuiltinSpec()) -> Path:
+    """Write the built-in saliency dataset to disk in the DUTS layout (DUTS-TR train, DUTS-TE val)."""
+    out = Path(out)
+    for split, name in (("train", "DUTS-TR"), ("val", "DUTS-TE")):
+        img_dir, mask_dir = out / name / f"{name}-Image", out / name / f"{name}-Mask"
+        img_dir.mkdir(parents=True, exist_ok=True)
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(spec.count(split)):
+            img, mask = saliency_sample(split, i, spec)
+            _write_jpeg(img_dir / f"{split}_{i:05d}.jpg", img)
+            cv2.imwrite(str(mask_dir / f"{split}_{i:05d}.png"), mask)
+    return out
+
+
+def make_segmentation_demo(out: Path | str, spec: BuiltinSpec = BuiltinSpec()) -> Path:
+    """Write the built-in segmentation dataset to disk in the VOC layout (train and val split files)."""
+    from segkit.data.voc import MASK_DIR, save_label_png
 
     out = Path(out)
-    if task == "saliency":
-        for split, name in (("train", "DUTS-TR"), ("val", "DUTS-TE")):
-            img_dir, mask_dir = out / name / f"{name}-Image", out / name / f"{name}-Mask"
-            img_dir.mkdir(parents=True, exist_ok=True)
-            mask_dir.mkdir(parents=True, exist_ok=True)
-            for i in range(spec.count(split)):
-                img, mask = generate_sample(task, split, i, spec)
-                cv2.imwrite(str(img_dir / f"{split}_{i:05d}.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-                cv2.imwrite(str(mask_dir / f"{split}_{i:05d}.png"), mask)
-        return out
-    elif task == "segmentation":
-        voc = out / "VOCdevkit" / "VOC2012"
-        for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-            (voc / sub).mkdir(parents=True, exist_ok=True)
-        for split in ("train", "val"):
-            ids = [f"{split}_{i:05d}" for i in range(spec.count(split))]
-            for i, image_id in enumerate(ids):
-                img, labels = generate_sample(task, split, i, spec)
-                cv2.imwrite(str(voc / "JPEGImages" / f"{image_id}.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-                save_label_png(voc / "SegmentationClass" / f"{image_id}.png", labels)
-            (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
-        return out
-    else:
-        raise ValueError(f"task must be saliency or segmentation, got '{task}'")
+    voc = out / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", MASK_DIR, "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        ids = [f"{split}_{i:05d}" for i in range(spec.count(split))]
+        for i, image_id in enumerate(ids):
+            img, labels = segmentation_sample(split, i, spec)
+            _write_jpeg(voc / "JPEGImages" / f"{image_id}.jpg", img)
+            save_label_png(voc / MASK_DIR / f"{image_id}.png", labels)
+        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return out

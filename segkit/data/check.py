@@ -11,9 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segkit.conventions import label_range_problem, size_mismatch
 from segkit.data.io import BadFileError, list_images, read_gray, read_label, read_rgb
 from segkit.data.saliency import find_saliency_sources, pair_files
-from segkit.data.voc import VOC_CLASSES, find_voc_root, read_split
+from segkit.data.voc import VOC_CLASSES, find_voc_root, mask_dir, read_split
 from segkit.errors import SegkitError
 
 
@@ -35,7 +36,7 @@ class CheckReport:
 
 
 def _conversion(path: Path) -> str | None:
-    """What reading ``path`` as RGB converts, if anything (header only: no full decode)."""
+    """What reading ``path`` as RGB converts, if anything (decodes the file as stored, unconverted)."""
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
@@ -50,7 +51,9 @@ def _conversion(path: Path) -> str | None:
     return ", ".join(notes) or None
 
 
-def _check_pair(report: CheckReport, image: Path, mask: Path, task: str, num_classes: int) -> None:
+def check_pair(report: CheckReport, image: Path, mask: Path, read_mask, check_mask=None, num_classes: int = 1) -> None:
+    """Read one image/mask pair as training would and record every problem (``check_mask(mask, num_classes)``
+    says what is wrong with a mask's values, when given)."""
     try:
         rgb = read_rgb(image)
     except BadFileError as err:
@@ -60,21 +63,20 @@ def _check_pair(report: CheckReport, image: Path, mask: Path, task: str, num_cla
     if note:
         report.conversions.append({"path": str(image), "conversion": note})
     try:
-        m = read_gray(mask) if task == "saliency" else read_label(mask)
+        m = read_mask(mask)
     except BadFileError as err:
         report.problem(err.path, err.problem)
         return
-    if m.shape != rgb.shape[:2]:
-        report.problem(
-            mask, f"mask is {m.shape[1]}x{m.shape[0]} but its image {image.name} is {rgb.shape[1]}x{rgb.shape[0]}"
-        )
-    if task == "segmentation":
-        bad = np.unique(m[(m >= num_classes) & (m != 255)])
-        if bad.size:
-            report.problem(mask, f"class values {bad.tolist()[:10]} outside 0..{num_classes - 1} (and not 255)")
+    problem = size_mismatch(m.shape, rgb.shape, image.name)
+    if problem:
+        report.problem(mask, problem)
+    problem = check_mask(m, num_classes) if check_mask else None
+    if problem:
+        report.problem(mask, problem)
 
 
 def check_saliency(root: Path) -> CheckReport:
+    """Every saliency dataset under ``root`` (the layouts of ``segkit.data.saliency``)."""
     report = CheckReport()
     for source in find_saliency_sources(root):
         pairs = pair_files(source.image_dir, source.mask_dir)
@@ -84,44 +86,42 @@ def check_saliency(root: Path) -> CheckReport:
         for p in pairs.masks_without_image:
             report.problem(p, "mask without an image")
         for image, mask in pairs.pairs:
-            _check_pair(report, image, mask, "saliency", 1)
+            check_pair(report, image, mask, read_gray)
     return report
 
 
 def check_segmentation(root: Path) -> CheckReport:
+    """Every split of a PASCAL VOC folder."""
     report = CheckReport()
     voc = find_voc_root(root)
     split_dir = voc / "ImageSets" / "Segmentation"
     for split_file in sorted(split_dir.glob("*.txt")):
         split = split_file.stem
-        mask_dir = voc / ("SegmentationClassAug" if split == "train_aug" else "SegmentationClass")
+        masks = mask_dir(voc, split)
         ids = read_split(voc, split)
         report.samples[split] = len(ids)
         for image_id in ids:
-            image, mask = voc / "JPEGImages" / f"{image_id}.jpg", mask_dir / f"{image_id}.png"
+            image, mask = voc / "JPEGImages" / f"{image_id}.jpg", masks / f"{image_id}.png"
             if not image.is_file():
                 report.problem(image, f"listed in {split}.txt but missing")
             elif not mask.is_file():
                 report.problem(mask, f"listed in {split}.txt but missing")
             else:
-                _check_pair(report, image, mask, "segmentation", len(VOC_CLASSES))
+                check_pair(report, image, mask, read_label, label_range_problem, len(VOC_CLASSES))
     listed = {line.split()[0] for f in split_dir.glob("*.txt") for line in f.read_text().splitlines() if line}
-    for p in list_images(voc / "SegmentationClass") if (voc / "SegmentationClass").is_dir() else []:
+    voc_masks = mask_dir(voc, "val")
+    for p in list_images(voc_masks) if voc_masks.is_dir() else []:
         if p.stem not in listed:
             report.problem(p, "mask not listed in any split file")
     return report
 
 
-def check_dataset(root: Path | str, task: str) -> CheckReport:
+def check_root(root: Path | str) -> Path:
+    """``root`` as a Path, or an error when it does not exist."""
     root = Path(root)
     if not root.exists():
         raise SegkitError(f"dataset root '{root}' does not exist")
-    if task == "saliency":
-        return check_saliency(root)
-    elif task == "segmentation":
-        return check_segmentation(root)
-    else:
-        raise SegkitError(f"--task must be saliency or segmentation, got '{task}'")
+    return root
 
 
 def format_report(report: CheckReport, limit: int = 30) -> str:

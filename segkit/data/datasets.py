@@ -1,13 +1,15 @@
 """Datasets for training and evaluation over files on disk or the built-in generated data.
 
 A sample source yields ``(RGB uint8 image, uint8 mask, name)``; ``TrainDataset`` applies the augmentation and
-returns tensors; evaluation reads sources directly at original size. A file that cannot be used becomes a
-``{"bad": "path: problem"}`` sample, which the training loop turns into a clear error (never a traceback from a
-worker process).
+returns tensors; evaluation reads sources directly at original size. What differs between tasks (how a mask is
+read and checked, which generator makes built-in samples, the augmentation, the target tensor) is passed in by the
+task (``segkit.tasks``). A file that cannot be used becomes a ``{"bad": "path: problem"}`` sample, which the
+training loop turns into a clear error (never a traceback from a worker process).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,20 +17,23 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from segkit.data.builtin import SEGMENTATION_CLASSES, BuiltinSpec, generate_sample
-from segkit.data.io import BadFileError, read_gray, read_label, read_rgb
-from segkit.data.saliency import find_source, pair_files
-from segkit.data.transforms import saliency_train, segmentation_train, to_tensors
-from segkit.data.voc import VOC_CLASSES, voc_samples
-from segkit.errors import SegkitError
+from segkit.conventions import size_mismatch
+from segkit.data.builtin import BuiltinSpec
+from segkit.data.io import BadFileError, read_rgb
+from segkit.data.transforms import image_tensor
+
+MaskReader = Callable[[Path], np.ndarray]
+MaskCheck = Callable[[np.ndarray, int], "str | None"]  # (mask, num_classes) -> problem or None
 
 
 class SampleSource:
-    """Indexable (image, mask, name) samples."""
+    """Indexable (image, mask, name) samples with their class names (one name, "object", for saliency)."""
 
-    task: str
-    num_classes: int
     class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -39,31 +44,30 @@ class SampleSource:
 
 @dataclass
 class BuiltinSource(SampleSource):
-    task: str
+    """The built-in generated samples of one split; ``generate(split, index, spec)`` makes one."""
+
+    generate: Callable[[str, int, BuiltinSpec], tuple[np.ndarray, np.ndarray]]
     split: str
+    class_names: tuple[str, ...]
     spec: BuiltinSpec = BuiltinSpec()
 
-    def __post_init__(self) -> None:
-        self.count = self.spec.count(self.split)
-        self.num_classes = len(SEGMENTATION_CLASSES) if self.task == "segmentation" else 1
-        self.class_names = SEGMENTATION_CLASSES if self.task == "segmentation" else ("object",)
-
     def __len__(self) -> int:
-        return self.count
+        return self.spec.count(self.split)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
-        img, mask = generate_sample(self.task, self.split, index, self.spec)
+        img, mask = self.generate(self.split, index, self.spec)
         return img, mask, f"{self.split}_{index:05d}"
 
 
 @dataclass
 class FileSource(SampleSource):
-    """Image/mask file pairs; masks are grey levels (saliency) or class ids (segmentation)."""
+    """Image/mask file pairs; ``read_mask`` reads a mask file, ``check_mask`` (optional) says what is wrong with
+    its values."""
 
-    task: str
     pairs: list[tuple[Path, Path]]
-    num_classes: int = 1
+    read_mask: MaskReader
     class_names: tuple[str, ...] = ("object",)
+    check_mask: MaskCheck | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -71,71 +75,28 @@ class FileSource(SampleSource):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
         image_path, mask_path = self.pairs[index]
         image = read_rgb(image_path)
-        mask = read_gray(mask_path) if self.task == "saliency" else read_label(mask_path)
-        if image.shape[:2] != mask.shape:
-            raise BadFileError(
-                mask_path,
-                f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
-                f"{image_path.name} ({image.shape[1]}x{image.shape[0]})",
-            )
-        if self.task == "segmentation":
-            bad = (mask >= self.num_classes) & (mask != 255)
-            if bad.any():
-                raise BadFileError(
-                    mask_path,
-                    f"holds class {int(mask[bad][0])}, outside 0..{self.num_classes - 1} and not 255 (ignore)",
-                )
+        mask = self.read_mask(mask_path)
+        problem = size_mismatch(mask.shape, image.shape, image_path.name)
+        if problem is None and self.check_mask is not None:
+            problem = self.check_mask(mask, self.num_classes)
+        if problem:
+            raise BadFileError(mask_path, problem)
         return image, mask, image_path.stem
 
-
-def build_source(
-    task: str, root: str | Path | None, split: str, images: str | None = None, masks: str | None = None
-) -> SampleSource:
-    """The samples of ``split`` ("train" or "val") for ``task``: the built-in data when ``root`` is None.
-
-    Saliency: ``root`` holds DUTS-TR (train) and DUTS-TE (val), or ``images``/``masks`` folders are given.
-    Segmentation: ``root`` is a VOC folder; train = train_aug when SegmentationClassAug exists, else train.
-    """
-    if images or masks:
-        if not (images and masks):
-            raise SegkitError("--images and --masks go together: pass both folders")
-        pairs = pair_files(Path(images), Path(masks))
-        return _file_source(task, pairs.pairs, f"{images} + {masks}")
-    if root is None:
-        return BuiltinSource(task, split)
-    if task == "saliency":
-        source = find_source(root, "DUTS-TR" if split == "train" else "DUTS-TE")
-        return _file_source(task, pair_files(source.image_dir, source.mask_dir).pairs, str(source.image_dir))
-    elif task == "segmentation":
-        voc_split = split
-        if split == "train":
-            try:
-                return _file_source(task, voc_samples(root, "train_aug"), str(root), VOC_CLASSES)
-            except SegkitError:
-                voc_split = "train"
-        return _file_source(task, voc_samples(root, voc_split), str(root), VOC_CLASSES)
-    else:
-        raise SegkitError(f"task must be saliency or segmentation, got '{task}'")
-
-
-def _file_source(task: str, pairs: list, where: str, classes: tuple[str, ...] = ("object",)) -> FileSource:
-    if not pairs:
-        raise SegkitError(f"no image/mask pairs found in {where}")
-    if task == "segmentation":
-        return FileSource(task, pairs, len(classes), classes)
-    return FileSource(task, pairs)
+    def subset(self, indices: list[int]) -> FileSource:
+        """The same source over the pairs at ``indices``."""
+        return FileSource([self.pairs[i] for i in indices], self.read_mask, self.class_names, self.check_mask)
 
 
 class TrainDataset(Dataset):
-    """Augmented training samples: ``{"image": (3,S,S) uint8, "mask": ..., "name": str}``."""
+    """Augmented training samples: ``{"image": (3,S,S) uint8, "mask": target tensor, "name": str}``.
 
-    def __init__(self, source: SampleSource, image_size_px: int) -> None:
+    ``transform`` is an albumentations pipeline; ``to_target`` turns its mask into the loss's target tensor."""
+
+    def __init__(self, source: SampleSource, transform, to_target: Callable[[np.ndarray], torch.Tensor]) -> None:
         self.source = source
-        self.task = source.task
-        if source.task == "saliency":
-            self.transform = saliency_train(image_size_px)
-        else:
-            self.transform = segmentation_train(image_size_px)
+        self.transform = transform
+        self.to_target = to_target
 
     def __len__(self) -> int:
         return len(self.source)
@@ -146,8 +107,7 @@ class TrainDataset(Dataset):
         except BadFileError as err:
             return {"bad": str(err)}
         out = self.transform(image=image, mask=mask)
-        img_t, mask_t = to_tensors(out["image"], out["mask"], self.task)
-        return {"image": img_t, "mask": mask_t, "name": name}
+        return {"image": image_tensor(out["image"]), "mask": self.to_target(out["mask"]), "name": name}
 
 
 def collate(samples: list[dict]) -> dict:

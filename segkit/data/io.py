@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -105,3 +106,35 @@ def list_images(folder: Path | str) -> list[Path]:
     if not folder.is_dir():
         raise SegkitError(f"folder '{folder}' does not exist")
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path``, then rename it into place: a failed write (read-only
+    folder, full disk) raises a SegkitError naming the file and leaves no partial file behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise SegkitError(f"could not write '{path}': {err.strerror or err}") from None
+
+
+def write_image(path: Path | str, image: np.ndarray, params: tuple[int, ...] = ()) -> None:
+    """Encode ``image`` (grey, or BGR as OpenCV orders colours) in the format of ``path``'s suffix and write it
+    with ``write_bytes``."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix or ".png", image, list(params))
+    if not ok:
+        raise SegkitError(f"could not encode '{path}' as {path.suffix or '.png'}")
+    write_bytes(path, encoded.tobytes())
+
+
+def write_png(path: Path | str, mask: np.ndarray) -> None:
+    """An 8-bit grey PNG (a saliency map or mask), written with ``write_bytes``."""
+    write_image(Path(path), mask)

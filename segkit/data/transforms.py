@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 import torch
 
+from segkit.conventions import IGNORE_INDEX
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _MEAN_PIXEL = tuple(int(round(m * 255)) for m in IMAGENET_MEAN)
-IGNORE_INDEX = 255
 
 
 def segmentation_train(crop_px: int = 512, scale: tuple[float, float] = (0.5, 2.0)) -> A.Compose:
@@ -43,13 +44,19 @@ def saliency_train(size_px: int = 320) -> A.Compose:
     )
 
 
-def to_tensors(image: np.ndarray, mask: np.ndarray, task: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(3, H, W) uint8 image; mask as (H, W) int64 class ids (segmentation) or (1, H, W) float in [0, 1]
-    (saliency: mask / 255, keeping grey levels)."""
-    img = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-    if task == "saliency":
-        return img, torch.from_numpy(mask.astype(np.float32) / 255.0)[None]
-    return img, torch.from_numpy(mask.astype(np.int64))
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) uint8 (normalised later, on the device)."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+def grey_target(mask: np.ndarray) -> torch.Tensor:
+    """A grey-level mask as a (1, H, W) float target in [0, 1] (mask / 255: grey levels are kept)."""
+    return torch.from_numpy(mask.astype(np.float32) / 255.0)[None]
+
+
+def label_target(mask: np.ndarray) -> torch.Tensor:
+    """A class-id mask as a (H, W) int64 target (``IGNORE_INDEX`` kept)."""
+    return torch.from_numpy(mask.astype(np.int64))
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:

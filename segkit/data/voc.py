@@ -21,7 +21,14 @@ VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
-IGNORE_INDEX = 255
+MASK_DIR = "SegmentationClass"  # VOC's own masks
+AUG_MASK_DIR = "SegmentationClassAug"  # train_aug masks, made by prepare_voc_aug
+AUG_SPLIT = "train_aug"
+
+
+def mask_dir(voc: Path, split: str) -> Path:
+    """The folder holding the masks of ``split``: SegmentationClassAug for train_aug, SegmentationClass else."""
+    return voc / (AUG_MASK_DIR if split == AUG_SPLIT else MASK_DIR)
 
 
 def voc_palette() -> np.ndarray:
@@ -39,12 +46,19 @@ def voc_palette() -> np.ndarray:
 
 
 def save_label_png(path: Path | str, labels: np.ndarray) -> None:
-    """Write a class-index map as a palette PNG with VOC colours (the indices are the class ids)."""
+    """Write a class-index map as a palette PNG with VOC colours (the indices are the class ids); written to a
+    temporary name and renamed into place (``segkit.data.io.write_bytes``)."""
+    import io
+
     from PIL import Image
+
+    from segkit.data.io import write_bytes
 
     im = Image.fromarray(labels.astype(np.uint8), mode="P")
     im.putpalette(voc_palette().ravel().tolist())
-    im.save(path)
+    buffer = io.BytesIO()
+    im.save(buffer, format="PNG")
+    write_bytes(path, buffer.getvalue())
 
 
 def find_voc_root(root: Path | str) -> Path:
@@ -65,7 +79,7 @@ def read_split(voc: Path, split: str) -> list[str]:
     """Image ids of a split file (ImageSets/Segmentation/<split>.txt)."""
     path = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not path.is_file():
-        hint = " (run `segkit data prepare-voc-aug` to make it)" if split == "train_aug" else ""
+        hint = " (run `segkit data prepare-voc-aug` to make it)" if split == AUG_SPLIT else ""
         raise SegkitError(f"split file '{path}' does not exist{hint}")
     ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
     if not ids:
@@ -76,8 +90,14 @@ def read_split(voc: Path, split: str) -> list[str]:
 def voc_samples(root: Path | str, split: str) -> list[tuple[Path, Path]]:
     """(image, mask) paths of a VOC split; train_aug masks come from SegmentationClassAug."""
     voc = find_voc_root(root)
-    mask_dir = voc / ("SegmentationClassAug" if split == "train_aug" else "SegmentationClass")
-    return [(voc / "JPEGImages" / f"{i}.jpg", mask_dir / f"{i}.png") for i in read_split(voc, split)]
+    masks = mask_dir(voc, split)
+    return [(voc / "JPEGImages" / f"{i}.jpg", masks / f"{i}.png") for i in read_split(voc, split)]
+
+
+def voc_train_split(root: Path | str) -> str:
+    """The training split: train_aug when its split file exists (made by prepare-voc-aug), else train."""
+    voc = find_voc_root(root)
+    return AUG_SPLIT if (voc / "ImageSets" / "Segmentation" / f"{AUG_SPLIT}.txt").is_file() else "train"
 
 
 def _sbd_dataset_dir(sbd_root: Path) -> Path:
@@ -118,7 +138,7 @@ def prepare_voc_aug(voc_root: Path | str, sbd_root: Path | str, overwrite: bool 
     if not sbd_ids:
         raise SegkitError(f"SBD folder '{sbd}' has no train.txt or val.txt")
     ids = sorted(set(voc_train) | (set(sbd_ids) - voc_val))
-    out_dir = voc / "SegmentationClassAug"
+    out_dir = mask_dir(voc, AUG_SPLIT)
     out_dir.mkdir(exist_ok=True)
     from_voc = from_sbd = kept = 0
     missing: list[str] = []
@@ -127,7 +147,7 @@ def prepare_voc_aug(voc_root: Path | str, sbd_root: Path | str, overwrite: bool 
         if target.exists() and not overwrite:
             kept += 1
             continue
-        voc_mask = voc / "SegmentationClass" / f"{image_id}.png"
+        voc_mask = mask_dir(voc, "train") / f"{image_id}.png"
         if voc_mask.is_file():
             from segkit.data.io import read_label
 
@@ -139,5 +159,5 @@ def prepare_voc_aug(voc_root: Path | str, sbd_root: Path | str, overwrite: bool 
         else:
             missing.append(image_id)
     ids = [i for i in ids if i not in set(missing)]
-    (voc / "ImageSets" / "Segmentation" / "train_aug.txt").write_text("\n".join(ids) + "\n")
+    (voc / "ImageSets" / "Segmentation" / f"{AUG_SPLIT}.txt").write_text("\n".join(ids) + "\n")
     return {"train_aug": len(ids), "from_voc": from_voc, "from_sbd": from_sbd, "kept": kept, "missing": missing}

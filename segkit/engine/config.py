@@ -30,8 +30,11 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DataConfig:
     root: str | None = None  # dataset root; None: the built-in generated dataset
-    images: str | None = None  # saliency training from any two folders: images ...
+    images: str | None = None  # training from any two folders: images ...
     masks: str | None = None  # ... and masks, paired by file stem
+    val_images: str | None = None  # validation folders for images/masks; None: hold out val_fraction of them
+    val_masks: str | None = None
+    val_fraction: float = 0.1  # share of the images/masks pairs held out for validation without val folders
     image_size: int = 128  # training crop (segmentation) / resize (saliency) side, px
     eval_size: int | None = None  # saliency: side the model sees at evaluation (None: image_size)
     batch_size: int = 8  # per process
@@ -68,13 +71,13 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    task: str = "saliency"  # "saliency" or "segmentation"
+    task: str = "saliency"  # a name in segkit.tasks.TASKS: "saliency" or "segmentation"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    loss: str = "auto"  # "auto" (bce_iou for saliency, ce for segmentation), "bce", "bce_iou", "ce"
+    loss: str = "auto"  # "auto" (the task's: bce_iou for saliency, ce for segmentation), "bce", "bce_iou", "ce"
     amp: bool = True  # bf16 autocast where the device runs bf16 natively (CUDA, AVX512-BF16/AMX CPUs)
     channels_last: bool = True
     sync_bn: bool = True  # SyncBatchNorm when distributed on GPUs (PyTorch has none for CPU processes)
@@ -169,9 +172,12 @@ def _deep_merge(base: dict, extra: dict) -> dict:
 
 def validate(config: ExperimentConfig) -> None:
     """Value checks beyond types, each naming its key."""
+    from segkit.engine.losses import LOSSES
+    from segkit.tasks import TASKS
+
     checks = [
-        (config.task in ("saliency", "segmentation"), "task", "must be saliency or segmentation"),
-        (config.loss in ("auto", "bce", "bce_iou", "ce"), "loss", "must be auto, bce, bce_iou or ce"),
+        (config.task in TASKS, "task", f"must be one of {', '.join(TASKS)}"),
+        (config.loss == "auto" or config.loss in LOSSES, "loss", f"must be auto or one of {', '.join(LOSSES)}"),
         (config.optim.name in ("sgd", "adamw"), "optim.name", "must be sgd or adamw"),
         (config.schedule.policy in ("poly", "cosine"), "schedule.policy", "must be poly or cosine"),
         (config.optim.lr > 0, "optim.lr", "must be positive"),
@@ -180,13 +186,29 @@ def validate(config: ExperimentConfig) -> None:
         (config.data.workers >= 0, "data.workers", "must be >= 0"),
         (config.schedule.grad_accum >= 1, "schedule.grad_accum", "must be >= 1"),
         (config.model.output_stride in (None, 8, 16, 32), "model.output_stride", "must be 8, 16 or 32"),
+        (0 < config.data.val_fraction < 1, "data.val_fraction", "must lie between 0 and 1"),
     ]
     for ok, key, problem in checks:
         if not ok:
             raise SegkitError(f"config key '{key}' {problem}")
-    if config.task == "segmentation" and config.data.image_size % 16:
-        raise SegkitError("config key 'data.image_size' must be a multiple of 16 for segmentation (DeepLabv3+)")
+    TASKS[config.task].validate_config(config)
 
 
 def save_config(config: ExperimentConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def default_config_path(task: str) -> Path:
+    """The packaged default configuration of ``task`` (``segkit/configs/<file>``, also shown as configs/ in the
+    repository), found with importlib.resources so an installed wheel has it too."""
+    from importlib import resources
+
+    from segkit.tasks import get_task
+
+    name = get_task(task).default_config
+    resource = resources.files("segkit") / "configs" / name
+    path = Path(str(resource))
+    if not path.is_file():
+        raise SegkitError(f"segkit's default config '{name}' is missing from the installation at '{path}'; "
+                          "reinstall segkit or pass --config FILE")  # fmt: skip
+    return path

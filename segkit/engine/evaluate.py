@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
-from torch import nn
+from dataclasses import dataclass
+from pathlib import Path
 
 from segkit.data.datasets import SampleSource
 from segkit.data.io import BadFileError
-from segkit.engine.inference import InferenceSettings, Net, predict_probs, to_mask
+from segkit.engine.inference import InferenceSettings, Net, inference_settings, predict_probs, torch_net
 from segkit.errors import SegkitError
-from segkit.metrics import SaliencyMetrics, SegmentationMetrics
-
-
-def make_net(model: nn.Module, device: str, amp: bool = False) -> Net:
-    """A ``Net`` over a torch model (eval mode), with bf16 autocast when ``amp``."""
-    from segkit.engine.precision import autocast
-
-    model.eval()
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with autocast(torch.device(device), enabled=amp):
-            return model(x.contiguous(memory_format=torch.channels_last))
-
-    return run
+from segkit.tasks import get_task, require_task
 
 
 def evaluate(
@@ -36,10 +22,11 @@ def evaluate(
     world_size: int = 1,
     max_images: int = 0,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
-    """Metrics over ``source`` (this process scores every ``world_size``-th image; the accumulators are reduced
-    across processes). Returns the metrics issue's keys plus ``count``."""
-    metrics = SaliencyMetrics() if settings.task == "saliency" else SegmentationMetrics(num_classes)
+):
+    """The task's scores over ``source`` (``SaliencyScores`` or ``SegmentationScores``). This process scores
+    every ``world_size``-th image; the accumulators are reduced across processes."""
+    task = get_task(settings.task)
+    metrics = task.metrics(num_classes)
     n = len(source) if not max_images else min(max_images, len(source))
     indices = range(rank, n, world_size)
     for k, i in enumerate(indices):
@@ -47,15 +34,42 @@ def evaluate(
             image, mask, _ = source.load(i)
         except BadFileError as err:
             raise SegkitError(f"validation sample {err}; fix or remove it (segkit data check shows all)") from None
-        probs = predict_probs(net, image, settings)
-        metrics.update(to_mask(probs, settings.task), mask)
+        metrics.update(task.to_mask(predict_probs(net, image, settings)), mask)
         if progress:
             progress(k + 1, len(indices))
     if world_size > 1:
         metrics.reduce_from_all_processes()
-    out = metrics.compute()
-    out["count"] = n
-    return {k: v for k, v in out.items() if k not in ("precision", "recall", "fm_curve", "em_curve")}
+    return metrics.compute()
 
 
-PRIMARY_METRIC = {"saliency": "max_fm", "segmentation": "miou"}
+@dataclass
+class CheckpointScores:
+    """``segkit eval --checkpoint``'s result: the task's scores and what is needed to print them."""
+
+    task: str
+    scores: object  # SaliencyScores or SegmentationScores
+    class_names: tuple[str, ...]
+
+
+def evaluate_checkpoint(
+    checkpoint: Path | str,
+    data_root: Path | str | None = None,
+    split: str = "val",
+    tta: bool = False,
+    output_stride: int | None = None,
+    task: str | None = None,
+) -> CheckpointScores:
+    """Score a checkpoint on ``split`` of ``data_root`` (the built-in data when None) at original sizes.
+
+    ``task``, when given, must be the checkpoint's task."""
+    from segkit.engine.checkpoint import read_checkpoint
+    from segkit.engine.predictor import load_model
+    from segkit.models import prepare_for_inference
+
+    trained_for = read_checkpoint(checkpoint)["task"]
+    require_task(task, trained_for, f"checkpoint '{checkpoint}'")
+    model = load_model(checkpoint, output_stride=output_stride)
+    source = get_task(trained_for).source(data_root, split)
+    settings = inference_settings(trained_for, model.output_stride, model.config, tta=tta)
+    scores = evaluate(torch_net(prepare_for_inference(model), "cpu"), source, settings, model.num_classes)
+    return CheckpointScores(trained_for, scores, model.class_names)

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from segkit.engine.inference import inference_settings
 from segkit.engine.predictor import load_model
 from segkit.errors import SegkitError
+from segkit.models import prepare_for_inference
 
 MAX_ABS_DIFF = 1e-3
 
@@ -16,17 +18,19 @@ MAX_ABS_DIFF = 1e-3
 def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> dict:
     """Export the checkpoint's network (BatchNorm folded, eval mode) and compare onnxruntime with PyTorch on a
     sample input; fails above ``MAX_ABS_DIFF``. Returns ``{"path", "max_abs_diff"}``."""
-    import onnx
-    import onnxruntime as ort
-
-    from segkit.models import prepare_for_inference
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError:
+        raise SegkitError("segkit export needs onnx and onnxruntime: pip install 'segkit[onnx]'") from None
 
     model = load_model(checkpoint)
     cfg = model.config
+    settings = inference_settings(cfg.task, model.output_stride, cfg)
     fast = prepare_for_inference(model, cuda_graphs=False).body  # without the channels-last input cast
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    multiple = max(16, model.output_stride) if cfg.task == "segmentation" else 32
+    multiple = settings.size_multiple
     side = 2 * multiple * max(1, 64 // (2 * multiple))
     sample = torch.randn(1, 3, side, side)
     tmp = output.with_name(f".{output.name}.tmp")
@@ -48,7 +52,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     meta = {
         "segkit_task": cfg.task,
         "segkit_size_multiple": str(multiple),
-        "segkit_saliency_size": str(cfg.data.eval_size or cfg.data.image_size),
+        "segkit_saliency_size": str(settings.saliency_size_px),
         "segkit_class_names": ",".join(getattr(model, "class_names", ())),
     }
     for key, value in meta.items():

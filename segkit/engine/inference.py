@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from segkit.data.transforms import normalize
+from segkit.tasks import get_task
 
 Net = Callable[[torch.Tensor], torch.Tensor]
 TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -22,12 +24,39 @@ TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    task: str
+    task: str  # a name in segkit.tasks.TASKS
     size_multiple: int = 32  # model input sides are padded to a multiple of this (segmentation)
     saliency_size_px: int = 320  # saliency: the side the model sees
     tta: bool = False
     window_px: int = 512  # segmentation: images with a side above this are predicted by sliding window
     device: str = "cpu"
+
+
+def inference_settings(
+    task: str, output_stride: int, config, tta: bool = False, device: str = "cpu"
+) -> InferenceSettings:
+    """The settings a model needs, derived in one place from its task, output stride and experiment config
+    (``data.eval_size``, else ``data.image_size``, is the side a saliency model sees)."""
+    return InferenceSettings(
+        task=task,
+        size_multiple=get_task(task).size_multiple(output_stride),
+        saliency_size_px=config.data.eval_size or config.data.image_size,
+        tta=tta,
+        device=device,
+    )
+
+
+def torch_net(model: nn.Module, device: str, bf16: bool = False) -> Net:
+    """A ``Net`` over a torch model (put in eval mode), with bf16 autocast when ``bf16`` and the device runs it."""
+    from segkit.engine.precision import autocast
+
+    model.eval()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with autocast(torch.device(device), enabled=bf16):
+            return model(x.contiguous(memory_format=torch.channels_last))
+
+    return run
 
 
 def _to_batch(image: np.ndarray, device: str) -> torch.Tensor:
@@ -69,7 +98,8 @@ def _sliding(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
     return total / count
 
 
-def _segmentation_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
+def segmentation_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
+    """Softmax probabilities (1, C, H, W): padded (or tiled) at each scale, averaged over scales and flips."""
     h, w = x.shape[-2:]
     scales = TTA_SCALES if s.tta else (1.0,)
     total = None
@@ -84,7 +114,8 @@ def _segmentation_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torc
     return total / (len(scales) * (2 if s.tta else 1))  # (1, C, H, W)
 
 
-def _saliency_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
+def saliency_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
+    """Sigmoid probabilities (1, 1, H, W): a square resize at each scale, averaged over scales and flips."""
     h, w = x.shape[-2:]
     scales = TTA_SCALES if s.tta else (1.0,)
     total = None
@@ -102,18 +133,6 @@ def _saliency_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Te
 
 @torch.inference_mode()
 def predict_probs(net: Net, image: np.ndarray, s: InferenceSettings) -> np.ndarray:
-    """Class probabilities (C, H, W) for segmentation, or the saliency probability (H, W), at the image's size."""
+    """Probabilities at the image's size: (H, W) for saliency, (C, H, W) for segmentation (the task's form)."""
     x = _to_batch(image, s.device)
-    if s.task == "saliency":
-        return _saliency_probs(net, x, s)[0, 0].cpu().numpy()
-    elif s.task == "segmentation":
-        return _segmentation_probs(net, x, s)[0].cpu().numpy()
-    else:
-        raise ValueError(f"unknown task '{s.task}'")
-
-
-def to_mask(probs: np.ndarray, task: str) -> np.ndarray:
-    """The saved form of a prediction: an 8-bit grey map (saliency) or class ids (segmentation)."""
-    if task == "saliency":
-        return np.clip(np.round(probs * 255), 0, 255).astype(np.uint8)
-    return probs.argmax(0).astype(np.uint8)
+    return get_task(s.task).network_probs(net, x, s).float().cpu().numpy()

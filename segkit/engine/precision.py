@@ -1,11 +1,10 @@
-"""segkit's training layout: channels-last memory format and bf16 autocast where the hardware runs it natively."""
+"""bf16 autocast where the hardware runs bf16 natively (training, and evaluation during training)."""
 
 from __future__ import annotations
 
 import contextlib
 
 import torch
-from torch import nn
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -25,8 +24,3 @@ def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractC
     if enabled and bf16_supported(device):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def to_training_layout(model: nn.Module) -> nn.Module:
-    """Channels-last weights (inputs are converted by the caller), the layout oneDNN and cuDNN run fastest."""
-    return model.to(memory_format=torch.channels_last)

@@ -1,4 +1,7 @@
-"""The Python API for notebooks and scripts: ``load_model`` and ``Predictor`` (PyTorch checkpoint or ONNX)."""
+"""The Python API for notebooks and scripts: ``load_model`` and ``Predictor`` (PyTorch checkpoint or ONNX).
+
+Prediction needs models and inference only: nothing here imports training or evaluation code.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +13,24 @@ from torch import nn
 
 from segkit.engine.checkpoint import read_checkpoint
 from segkit.engine.config import ExperimentConfig, from_dict
-from segkit.engine.inference import InferenceSettings, Net, predict_probs, to_mask
+from segkit.engine.inference import InferenceSettings, Net, inference_settings, predict_probs, torch_net
 from segkit.errors import SegkitError
+from segkit.models import model_from_config, prepare_for_inference
+from segkit.tasks import get_task
 
 
 def load_model(checkpoint: str | Path, output_stride: int | None = None, device: str = "cpu") -> nn.Module:
     """Rebuild the network of a segkit checkpoint (its config is inside) and load its weights; eval mode.
 
-    ``output_stride`` may differ from training (a DeepLab model trained at 16 evaluated at 8).
+    ``output_stride`` may differ from training (a DeepLab model trained at 16 evaluated at 8). The model carries
+    ``config`` (its ExperimentConfig) and ``class_names``.
     """
-    from segkit.engine.train import build_model
-
     ckpt = read_checkpoint(checkpoint)
-    config = from_dict(ExperimentConfig, ckpt["config"])
+    raw = ckpt["config"]
     if output_stride is not None:
-        model_cfg = {**ckpt["config"]["model"], "output_stride": output_stride}
-        config = from_dict(ExperimentConfig, {**ckpt["config"], "model": model_cfg})
-    model = build_model(config, int(ckpt.get("num_classes", 1)))
+        raw = {**raw, "model": {**raw["model"], "output_stride": output_stride}}
+    config = from_dict(ExperimentConfig, raw)
+    model = model_from_config(config.task, config.model, int(ckpt.get("num_classes", 1)))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
@@ -40,7 +44,10 @@ class OnnxNet:
     """An onnxruntime session as a ``Net`` (float32 batch in, logits out)."""
 
     def __init__(self, path: str | Path) -> None:
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise SegkitError("running an ONNX model needs onnxruntime: pip install 'segkit[onnx]'") from None
 
         path = Path(path)
         if not path.is_file():
@@ -55,6 +62,8 @@ class OnnxNet:
         self.task = meta["segkit_task"]
         self.size_multiple = int(meta.get("segkit_size_multiple", 32))
         self.saliency_size_px = int(meta.get("segkit_saliency_size", 320))
+        names = meta.get("segkit_class_names", "")
+        self.class_names = tuple(names.split(",")) if names else ()
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,34 +75,24 @@ class Predictor:
     """``Predictor(path).predict(image)`` -> the mask (saliency grey map uint8 or class ids) at the image's size.
 
     ``path`` is a segkit checkpoint (.pt) or an exported ONNX model (.onnx); both share the same pre- and
-    post-processing. ``image`` is an RGB uint8 array (H, W, 3).
+    post-processing. ``image`` is an RGB uint8 array (H, W, 3). ``task`` is the task's name.
     """
 
     def __init__(
         self, path: str | Path, tta: bool = False, device: str | None = None, output_stride: int | None = None
     ) -> None:
-        from segkit.engine.evaluate import make_net
-        from segkit.models import prepare_for_inference
-
         path = Path(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if path.suffix.lower() == ".onnx":
             onnx = OnnxNet(path)
-            self.task, self.net = onnx.task, onnx
+            self.task, self.net, self.class_names = get_task(onnx.task).name, onnx, onnx.class_names
             self.settings = InferenceSettings(onnx.task, onnx.size_multiple, onnx.saliency_size_px, tta, device="cpu")
-            self.class_names: tuple[str, ...] = ()
             return
         model = load_model(path, output_stride=output_stride, device=device)
         cfg: ExperimentConfig = model.config
         self.task, self.class_names = cfg.task, model.class_names
-        self.net: Net = make_net(prepare_for_inference(model), device)
-        self.settings = InferenceSettings(
-            task=cfg.task,
-            size_multiple=max(16, model.output_stride) if cfg.task == "segmentation" else 32,
-            saliency_size_px=cfg.data.eval_size or cfg.data.image_size,
-            tta=tta,
-            device=device,
-        )
+        self.net: Net = torch_net(prepare_for_inference(model), device)
+        self.settings = inference_settings(cfg.task, model.output_stride, cfg, tta=tta, device=device)
 
     def predict_probs(self, image: np.ndarray) -> np.ndarray:
         """Probabilities at the image's size: (H, W) for saliency, (C, H, W) for segmentation."""
@@ -102,4 +101,5 @@ class Predictor:
         return predict_probs(self.net, image, self.settings)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
-        return to_mask(self.predict_probs(image), self.task)
+        """The saved form of the prediction: a uint8 grey map (saliency) or class ids (segmentation)."""
+        return get_task(self.task).to_mask(self.predict_probs(image))

@@ -12,13 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segkit.data.io import BadFileError, list_images, read_gray, read_label
+from segkit.data.io import BadFileError, list_images
 from segkit.errors import SegkitError
-from segkit.metrics.saliency import SaliencyMetrics
-from segkit.metrics.segmentation import SegmentationMetrics
+from segkit.metrics.saliency import SaliencyMetrics, SaliencyScores
+from segkit.metrics.segmentation import SegmentationMetrics, SegmentationScores
+from segkit.tasks import get_task
 
-SALIENCY_KEYS = ("mae", "sm", "wfm", "adp_fm", "mean_fm", "max_fm", "adp_em", "mean_em", "max_em", "boundary_iou")
-SEGMENTATION_KEYS = ("miou", "aacc", "macc", "fwiou", "mdice", "boundary_iou")
 _SEPARATORS = ("_", "-", ".")
 
 
@@ -60,14 +59,9 @@ def _candidate_keys(stem: str) -> list[str]:
     return keys
 
 
-def _resize_to(pred: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    return cv2.resize(pred, (shape[1], shape[0]), interpolation=interp)
-
-
 @dataclass(frozen=True)
 class Job:
-    task: str
+    task: str  # the task's name (a worker process looks it up)
     pairs: list[tuple[Path, Path]]
     num_classes: int = 0
     strict_size: bool = False
@@ -97,16 +91,11 @@ def _single_threaded() -> None:
 
 
 def _score_chunk(job: Job) -> ChunkResult:
-    if job.task == "saliency":
-        metrics: SaliencyMetrics | SegmentationMetrics = SaliencyMetrics()
-        reader = read_gray
-    else:
-        metrics = SegmentationMetrics(job.num_classes)
-        reader = read_label
-    out = ChunkResult(metrics)
+    task = get_task(job.task)
+    out = ChunkResult(task.metrics(job.num_classes))
     for pred_path, gt_path in job.pairs:
         try:
-            pred, gt = reader(pred_path), reader(gt_path)
+            pred, gt = task.read_mask(pred_path), task.read_mask(gt_path)
         except BadFileError as err:
             out.bad.append((err.path, err.problem))
             continue
@@ -114,13 +103,28 @@ def _score_chunk(job: Job) -> ChunkResult:
             if job.strict_size:
                 out.bad.append((str(pred_path), f"size {pred.shape} differs from ground truth {gt.shape}"))
                 continue
-            pred = _resize_to(pred, gt.shape, nearest=job.task == "segmentation")
+            pred = task.resize_mask(pred, gt.shape)
             out.resized.append(str(pred_path))
         try:
-            metrics.update(pred, gt)
+            out.metrics.update(pred, gt)
         except ValueError as err:
             out.bad.append((str(pred_path), str(err)))
     return out
+
+
+@dataclass
+class FolderScores:
+    """The scores of one folder of predictions and what happened to its files."""
+
+    scores: SaliencyScores | SegmentationScores
+    count: int  # pairs scored
+    missing: list[str]  # ground-truth stems without a prediction
+    resized: list[str]  # predictions resized to their ground truth's size
+    bad: list[dict]  # {"path", "problem"} of files that could not be scored
+
+    def to_json(self) -> dict:
+        return {**self.scores.to_json(), "count": self.count, "missing": self.missing, "resized": self.resized,
+                "bad": self.bad}  # fmt: skip
 
 
 def evaluate_folders(
@@ -130,13 +134,10 @@ def evaluate_folders(
     num_classes: int = 0,
     strict_size: bool = False,
     workers: int | None = None,
-) -> dict:
-    """Score every prediction in ``pred_dir`` against ``gt_dir``. Returns the metrics plus ``count``,
-    ``missing`` (gt stems without prediction), ``resized`` and ``bad`` (files that could not be scored)."""
-    if task not in ("saliency", "segmentation"):
-        raise SegkitError(f"--task must be saliency or segmentation, got '{task}'")
-    if task == "segmentation" and num_classes < 1:
-        raise SegkitError("segmentation evaluation needs --num-classes N (e.g. 21 for PASCAL VOC)")
+) -> FolderScores:
+    """Score every prediction in ``pred_dir`` against ``gt_dir`` with the task's metrics."""
+    task_name = get_task(task).name
+    get_task(task).metrics(num_classes)  # fails early, with the fix, when the task needs --num-classes
     pairing = pair_by_stem(Path(pred_dir), Path(gt_dir))
     if not pairing.pairs:
         raise SegkitError(
@@ -145,7 +146,7 @@ def evaluate_folders(
         )
     workers = workers or min(os.cpu_count() or 1, 8)
     chunks = _split(pairing.pairs, workers * 16)  # small chunks keep the workers evenly busy to the end
-    jobs = [Job(task, c, num_classes, strict_size) for c in chunks]
+    jobs = [Job(task_name, c, num_classes, strict_size) for c in chunks]
     if workers == 1 or len(pairing.pairs) < 16:
         results = [_score_chunk(j) for j in jobs]
     else:
@@ -155,17 +156,15 @@ def evaluate_folders(
     for r in results[1:]:
         total.merge(r.metrics)
     bad = [b for r in results for b in r.bad]
-    scored = total.count if task == "saliency" else int(total.cm.sum())
-    if not scored:
+    if not total.count:
         raise SegkitError(f"no pair could be scored; problems: {bad[:5]}")
-    scores = total.compute()
-    scores.update(
+    return FolderScores(
+        scores=total.compute(),
         count=len(pairing.pairs) - len(bad),
         missing=pairing.missing,
         resized=[p for r in results for p in r.resized],
         bad=[{"path": p, "problem": why} for p, why in bad],
     )
-    return scores
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -185,8 +184,8 @@ def _split(items: list, n: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def format_table(rows: dict[str, dict], keys: tuple[str, ...], fmt: str = "text") -> str:
-    """A table with one row per method: plain text, Markdown, CSV or LaTeX."""
+def format_table(rows: dict[str, dict[str, float]], keys: tuple[str, ...], fmt: str = "text") -> str:
+    """A table with one row per method (``rows``: method -> scalar scores): plain text, Markdown, CSV or LaTeX."""
     header = ["method", *keys]
     body = [[name, *(f"{scores[k]:.4f}" for k in keys)] for name, scores in rows.items()]
     if fmt == "csv":
@@ -206,7 +205,7 @@ def format_table(rows: dict[str, dict], keys: tuple[str, ...], fmt: str = "text"
     raise SegkitError(f"--format must be text, md, csv or latex, got '{fmt}'")
 
 
-def plot_curves(rows: dict[str, dict], path: Path | str) -> None:
+def plot_curves(rows: dict[str, SaliencyScores], path: Path | str) -> None:
     """Precision-recall and F-measure-vs-threshold curves of every method, side by side."""
     import matplotlib
 
@@ -216,8 +215,8 @@ def plot_curves(rows: dict[str, dict], path: Path | str) -> None:
     fig, (ax_pr, ax_f) = plt.subplots(1, 2, figsize=(10, 4))
     thresholds = np.arange(256) / 255
     for name, s in rows.items():
-        ax_pr.plot(s["recall"], s["precision"], label=name)
-        ax_f.plot(thresholds, s["fm_curve"], label=f"{name} (max {s['max_fm']:.3f})")
+        ax_pr.plot(s.curves.recall, s.curves.precision, label=name)
+        ax_f.plot(thresholds, s.curves.fmeasure, label=f"{name} (max {s.max_fm:.3f})")
     ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
     ax_f.set(xlabel="threshold", ylabel="F-measure (beta^2 = 0.3)", title="F-measure", xlim=(0, 1), ylim=(0, 1.02))
     for ax in (ax_pr, ax_f):

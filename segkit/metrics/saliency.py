@@ -5,7 +5,7 @@ Conventions, applied by ``prepare`` to every pair:
 - the prediction is divided by 255, then min-max normalised per image unless its max equals its min;
 - threshold curves use the 256 thresholds t/255, t = 0..255, compared with ``>=`` on the prediction quantised to
   uint8 by truncation (``uint8(pred * 255)``);
-- F-measure uses beta^2 = 0.3 (``beta_sq``); the weighted F-measure uses beta = 1;
+- F-measure uses beta^2 = 0.3 (``beta_sq``); the weighted F-measure uses beta^2 = 1;
 - the adaptive threshold is min(2 x mean(pred), 1);
 - scores are averaged over images; curves are averaged over images, then their max and mean are taken.
 
@@ -20,7 +20,7 @@ Per-image formulas are pure functions of a ``PreparedPair``; ``SaliencyMetrics``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import cv2
 import numpy as np
@@ -296,7 +296,7 @@ _GAUSS_7_5 = _matlab_gaussian()
 _GAUSS_RADIUS = 3  # the 7x7 kernel reaches 3 px
 
 
-def weighted_fmeasure(pair: PreparedPair, beta: float = 1.0) -> float:
+def weighted_fmeasure(pair: PreparedPair, beta_sq: float = 1.0) -> float:
     """Weighted F-measure: errors propagated to background pixels from their nearest object pixel
     (exact Euclidean feature transform), smoothed by a 7x7 Gaussian (sigma 5), weighted by distance.
 
@@ -332,10 +332,45 @@ def weighted_fmeasure(pair: PreparedPair, beta: float = 1.0) -> float:
     tp = n_fg - min_err_fg.sum()
     recall = 1 - min_err_fg.mean()
     precision = tp / (tp + fp + EPS)
-    return float((1 + beta) * recall * precision / (recall + beta * precision + EPS))
+    return float((1 + beta_sq) * recall * precision / (recall + beta_sq * precision + EPS))
 
 
-# ---------------------------------------------------------------- the accumulator
+# ---------------------------------------------------------------- results and the accumulator
+
+
+@dataclass(frozen=True)
+class SaliencyCurves:
+    """Dataset curves over the 256 thresholds t/255, ascending (index t)."""
+
+    precision: np.ndarray
+    recall: np.ndarray
+    fmeasure: np.ndarray  # F-measure with beta^2 = 0.3
+    emeasure: np.ndarray
+
+
+@dataclass(frozen=True)
+class SaliencyScores:
+    """Dataset scores (means over images; mean/max F and E from the mean curves) and the curves apart."""
+
+    mae: float
+    sm: float  # S-measure, alpha = 0.5
+    wfm: float  # weighted F-measure
+    adp_fm: float
+    mean_fm: float
+    max_fm: float
+    adp_em: float
+    mean_em: float
+    max_em: float
+    boundary_iou: float  # of the prediction binarised at >= 0.5
+    curves: SaliencyCurves
+    count: int  # images scored
+
+    def scalars(self) -> dict[str, float]:
+        """Every scalar score by its key (``mae``, ``sm``, ...), in table order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.type == "float"}
+
+    def to_json(self) -> dict:
+        return {**self.scalars(), "count": self.count}
 
 
 @dataclass
@@ -345,9 +380,8 @@ class SaliencyMetrics:
     ``update(pred, gt)`` takes one image's maps, numpy or torch (CPU or CUDA), same shape: the prediction as uint8
     (0..255, as saved) or as probabilities in [0, 1] (quantised as a saved PNG would be); the ground truth as uint8
     (> 128 is object), bool, or floats in [0, 1] (> 0.5).
-    ``compute()`` returns ``{mae, sm, wfm, adp_fm, mean_fm, max_fm, adp_em, mean_em, max_em, boundary_iou}``
-    (Boundary IoU of the prediction binarised at >= 0.5, averaged over images) plus the
-    curves (``precision``, ``recall``, ``fm_curve``, ``em_curve``, ascending thresholds 0..255).
+    ``compute()`` returns ``SaliencyScores``: mae, sm, wfm, adp/mean/max F and E, boundary_iou (of the prediction
+    binarised at >= 0.5, averaged over images) and, apart, the curves (ascending thresholds 0..255).
     """
 
     beta_sq: float = BETA_SQ
@@ -398,28 +432,26 @@ class SaliencyMetrics:
             self._curves[k] = flat[off : off + NUM_THRESHOLDS]
             off += NUM_THRESHOLDS
 
-    def compute(self) -> dict:
+    def compute(self) -> SaliencyScores:
         if self.count == 0:
             raise ValueError("no image was scored: call update() first")
         n = self.count
         mean = {k: v / n for k, v in self._sums.items()}
         curves = {k: (v / n)[::-1] for k, v in self._curves.items()}  # ascending thresholds
-        return {
-            "mae": mean["mae"],
-            "sm": mean["sm"],
-            "wfm": mean["wfm"],
-            "adp_fm": mean["adp_fm"],
-            "mean_fm": float(curves["fm"].mean()),
-            "max_fm": float(curves["fm"].max()),
-            "adp_em": mean["adp_em"],
-            "mean_em": float(curves["em"].mean()),
-            "max_em": float(curves["em"].max()),
-            "boundary_iou": mean["boundary_iou"],
-            "precision": curves["precision"],
-            "recall": curves["recall"],
-            "fm_curve": curves["fm"],
-            "em_curve": curves["em"],
-        }
+        return SaliencyScores(
+            mae=mean["mae"],
+            sm=mean["sm"],
+            wfm=mean["wfm"],
+            adp_fm=mean["adp_fm"],
+            mean_fm=float(curves["fm"].mean()),
+            max_fm=float(curves["fm"].max()),
+            adp_em=mean["adp_em"],
+            mean_em=float(curves["em"].mean()),
+            max_em=float(curves["em"].max()),
+            boundary_iou=mean["boundary_iou"],
+            curves=SaliencyCurves(curves["precision"], curves["recall"], curves["fm"], curves["em"]),
+            count=n,
+        )
 
 
 def per_image_scores(pair: PreparedPair, beta_sq: float = BETA_SQ) -> tuple[dict, dict]:

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from segkit.conventions import IGNORE_INDEX
 from segkit.metrics.arrays import as_2d_numpy
 from segkit.metrics.boundary import boundary_iou_counts, boundary_width_px, trimap_band
-
-IGNORE_INDEX = 255
 
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int = IGNORE_INDEX):
@@ -60,12 +59,41 @@ def _nanmean(values: np.ndarray) -> float:
     return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
 
 
+@dataclass(frozen=True)
+class SegmentationScores:
+    """Dataset scores (fractions) and, apart, the per-class and per-band values."""
+
+    miou: float
+    aacc: float
+    macc: float
+    fwiou: float
+    mdice: float
+    boundary_iou: float
+    per_class_iou: list[float | None]  # None: the class is in neither prediction nor ground truth
+    per_class_boundary_iou: list[float | None]
+    trimap_miou: dict[int, float]  # band width in px -> mIoU inside the band
+    count: int  # images scored
+
+    def scalars(self) -> dict[str, float]:
+        """Every scalar score by its key (``miou``, ``aacc``, ...), in table order."""
+        return {k: getattr(self, k) for k in ("miou", "aacc", "macc", "fwiou", "mdice", "boundary_iou")}
+
+    def to_json(self) -> dict:
+        return {
+            **self.scalars(),
+            "per_class_iou": self.per_class_iou,
+            "per_class_boundary_iou": self.per_class_boundary_iou,
+            "trimap_miou": self.trimap_miou,
+            "count": self.count,
+        }
+
+
 @dataclass
 class SegmentationMetrics:
     """Accumulates the confusion matrix, Boundary IoU per class, and trimap confusion matrices.
 
     ``update(pred, gt)`` takes label maps of one image (numpy or torch, CPU or CUDA); ``compute()`` returns
-    ``{miou, aacc, macc, fwiou, mdice, per_class_iou, boundary_iou, per_class_boundary_iou, trimap_miou}``.
+    ``SegmentationScores``.
     """
 
     num_classes: int
@@ -74,6 +102,7 @@ class SegmentationMetrics:
     cm: np.ndarray = field(init=False)
     boundary: np.ndarray = field(init=False)  # (C, 2): intersection, union
     trimap: np.ndarray = field(init=False)  # (len(widths), C, C)
+    count: int = field(init=False)  # images seen
 
     def __post_init__(self) -> None:
         self.reset()
@@ -83,6 +112,7 @@ class SegmentationMetrics:
         self.cm = np.zeros((c, c), dtype=np.int64)
         self.boundary = np.zeros((c, 2), dtype=np.int64)
         self.trimap = np.zeros((len(self.trimap_widths_px), c, c), dtype=np.int64)
+        self.count = 0
 
     def update(self, pred, gt) -> None:
         p, g = as_2d_numpy(pred), as_2d_numpy(gt)
@@ -93,6 +123,7 @@ class SegmentationMetrics:
         for i, w in enumerate(self.trimap_widths_px):
             band = trimap_band(g, w)
             self.trimap[i] += confusion_matrix(p[band], g[band], self.num_classes, self.ignore_index)
+        self.count += 1
 
     def _update_boundary(self, p: np.ndarray, g: np.ndarray) -> None:
         d = boundary_width_px(*g.shape)
@@ -107,6 +138,7 @@ class SegmentationMetrics:
         self.cm += other.cm
         self.boundary += other.boundary
         self.trimap += other.trimap
+        self.count += other.count
 
     def reduce_from_all_processes(self) -> None:
         """Sum the counts over torch.distributed processes (no-op when not distributed)."""
@@ -119,15 +151,20 @@ class SegmentationMetrics:
             t = torch.from_numpy(getattr(self, name).copy())
             dist.all_reduce(t)
             setattr(self, name, t.numpy())
+        count = torch.tensor([self.count], dtype=torch.int64)
+        dist.all_reduce(count)
+        self.count = int(count.item())
 
-    def compute(self) -> dict:
+    def compute(self) -> SegmentationScores:
         out = scores_from_confusion(self.cm)
         inter, union = self.boundary[:, 0].astype(np.float64), self.boundary[:, 1].astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             biou = np.where(union > 0, inter / union, np.nan)
-        out["boundary_iou"] = _nanmean(biou)
-        out["per_class_boundary_iou"] = [None if np.isnan(v) else float(v) for v in biou]
-        out["trimap_miou"] = {
-            int(w): scores_from_confusion(self.trimap[i])["miou"] for i, w in enumerate(self.trimap_widths_px)
-        }
-        return out
+        trimap = {int(w): scores_from_confusion(self.trimap[i])["miou"] for i, w in enumerate(self.trimap_widths_px)}
+        return SegmentationScores(
+            boundary_iou=_nanmean(biou),
+            per_class_boundary_iou=[None if np.isnan(v) else float(v) for v in biou],
+            trimap_miou=trimap,
+            count=self.count,
+            **out,
+        )

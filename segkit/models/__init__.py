@@ -2,7 +2,7 @@
 
 from segkit.models.backbones import backbone_names, create_backbone
 from segkit.models.deeplabv3plus import DeepLabV3Plus
-from segkit.models.factory import create_model
+from segkit.models.factory import create_model, model_from_config
 from segkit.models.fast import prepare_for_inference
 from segkit.models.poolnet import PoolNet
 from segkit.models.res2net import Bottle2neck, Res2Net, Res2NetSpec
@@ -16,5 +16,6 @@ __all__ = [
     "backbone_names",
     "create_backbone",
     "create_model",
+    "model_from_config",
     "prepare_for_inference",
 ]

@@ -1,16 +1,10 @@
-"""``create_model``: one entry point for both networks."""
+"""``create_model``: the network of a task, by name (the task table in ``segkit.tasks`` says which network)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from torch import nn
-
-from segkit.errors import unknown_name
-from segkit.models.deeplabv3plus import DeepLabV3Plus
-from segkit.models.poolnet import PoolNet
-
-TASKS = ("segmentation", "saliency")
 
 
 def create_model(
@@ -29,9 +23,18 @@ def create_model(
     ``backbone`` is any name from ``segkit.models.backbone_names()``; ``pretrained_backbone`` a checkpoint
     path or ``"timm"``; ``decoder_channels`` None keeps each decoder's default (DeepLabv3+ 256, PoolNet 128).
     """
-    if task == "segmentation":
-        return DeepLabV3Plus(backbone, num_classes, output_stride or 16, pretrained_backbone, decoder_channels or 256)
-    elif task == "saliency":
-        return PoolNet(backbone, decoder_channels or 128, output_stride or 32, pretrained_backbone)
-    else:
-        raise unknown_name("task", task, TASKS)
+    from segkit.tasks import get_task  # the task table is a thin layer of names over these networks
+
+    return get_task(task).build_network(backbone, num_classes, output_stride, pretrained_backbone, decoder_channels)
+
+
+def model_from_config(task: str, model_config, num_classes: int) -> nn.Module:
+    """The network an experiment's ``model`` section describes (``num_classes`` from the data unless set)."""
+    return create_model(
+        task,
+        backbone=model_config.backbone,
+        num_classes=model_config.num_classes or num_classes,
+        output_stride=model_config.output_stride,
+        pretrained_backbone=model_config.pretrained_backbone,
+        decoder_channels=model_config.decoder_channels,
+    )

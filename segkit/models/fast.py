@@ -14,30 +14,16 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.fx
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from segkit.models.res2net import Bottle2neck
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new convolution equal to ``bn(conv(x))`` with ``bn`` in eval mode (running statistics)."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode,
-    )
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight.detach() * scale.reshape(-1, 1, 1, 1))
-        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias.detach())
-    return fused.to(conv.weight.device, conv.weight.dtype)
+    """A new convolution equal to ``bn(conv(x))`` with ``bn``'s running statistics (PyTorch's own fusion)."""
+    return fuse_conv_bn_eval(conv.eval(), bn.eval())
 
 
 class FusedBottle2neck(nn.Module):
@@ -96,58 +82,76 @@ def _stack_as_groups(convs: list[nn.Conv2d]) -> nn.Conv2d:
     return stacked.to(first.weight.device, first.weight.dtype)
 
 
-def _fold_sequential(seq: nn.Sequential) -> nn.Sequential:
-    """Fold, in place, every Conv2d that is directly followed by a BatchNorm2d in ``seq``.
+class _FoldTracer(torch.fx.Tracer):
+    """Traces down to convolutions and BatchNorms; a module holding neither (pooling, activations, timm's
+    padded pooling with its shape arithmetic) stays one opaque call, since its inside cannot hold a pair."""
 
-    In place, so that subclasses of ``nn.Sequential`` with their own ``forward`` (smp's ASPP pooling) keep it;
-    the BatchNorm's slot becomes an ``nn.Identity`` so indices and names stay as they were.
-    """
-    names = [name for name, _ in seq.named_children()]
-    for prev_name, name in zip(names, names[1:], strict=False):
-        prev, item = getattr(seq, prev_name), getattr(seq, name)
-        if not (isinstance(item, nn.BatchNorm2d) and item.track_running_stats):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        holds_pair_parts = any(isinstance(sub, (nn.Conv2d, nn.BatchNorm2d)) for sub in m.modules())
+        return super().is_leaf_module(m, qualname) or not holds_pair_parts
+
+
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]] | None:
+    """(conv, bn) submodule paths where ``module``'s traced forward feeds a convolution's output to a BatchNorm
+    and nowhere else, each called once; None when the forward cannot be traced (data-dependent control flow).
+
+    Folding is decided by the data flow, so any network (timm's, smp's, ours) is folded where, and only where,
+    a BatchNorm directly follows a convolution."""
+    try:
+        graph = _FoldTracer().trace(module)
+    except Exception:  # noqa: BLE001 - any tracing failure only means: decide inside the children
+        return None
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(module.get_submodule(node.target), nn.BatchNorm2d):
             continue
-        if isinstance(prev, nn.Conv2d):
-            setattr(seq, prev_name, fold_batchnorm(prev, item))
-        elif isinstance(prev, nn.Sequential) and len(prev) and isinstance(prev[-1], nn.Conv2d):
-            prev[-1] = fold_batchnorm(prev[-1], item)  # e.g. a separable conv block ending in its pointwise conv
-        else:
+        source = node.args[0] if node.args else None
+        if not (isinstance(source, torch.fx.Node) and source.op == "call_module"):
             continue
-        setattr(seq, name, nn.Identity())
-    return seq
+        conv, bn = module.get_submodule(source.target), module.get_submodule(node.target)
+        once = calls[source.target] == 1 and calls[node.target] == 1
+        if isinstance(conv, nn.Conv2d) and bn.track_running_stats and once and len(source.users) == 1:
+            pairs.append((source.target, node.target))
+    return pairs
 
 
-def _fold_named_pairs(module: nn.Module) -> None:
-    """Fold ``convN``/``bnN`` attribute pairs (the ResNet naming of torchvision, timm and Res2Net).
+def _has_conv_and_bn(module: nn.Module) -> bool:
+    kinds = {type(m) for m in module.modules()}
+    return any(issubclass(k, nn.Conv2d) for k in kinds) and any(issubclass(k, nn.BatchNorm2d) for k in kinds)
 
-    A deep stem (``conv1`` an ``nn.Sequential`` ending in a conv) has ``bn1`` folded into its last conv.
-    """
+
+def _fold_pairs(module: nn.Module) -> None:
+    """Fold, in place, every conv -> BatchNorm pair of ``module``'s traced forward; where a forward cannot be
+    traced, inside each of its children instead."""
+    if not _has_conv_and_bn(module):
+        return
+    pairs = _conv_bn_pairs(module)
+    if pairs is None:
+        for child in module.children():
+            _fold_pairs(child)
+        return
+    for conv_path, bn_path in pairs:
+        module.set_submodule(conv_path, fold_batchnorm(module.get_submodule(conv_path), module.get_submodule(bn_path)))
+        module.set_submodule(bn_path, nn.Identity())
+
+
+def _replace_blocks(module: nn.Module) -> nn.Module:
+    """Res2Net blocks replaced by their inference form, everywhere in ``module``."""
+    if isinstance(module, Bottle2neck):
+        return FusedBottle2neck(module)
     for name, child in list(module.named_children()):
-        bn = getattr(module, "bn" + name[len("conv") :], None) if name.startswith("conv") else None
-        if not (isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats):
-            continue
-        if isinstance(child, nn.Conv2d):
-            setattr(module, name, fold_batchnorm(child, bn))
-        elif isinstance(child, nn.Sequential) and isinstance(child[-1], nn.Conv2d):
-            child[-1] = fold_batchnorm(child[-1], bn)
-        else:
-            continue
-        setattr(module, "bn" + name[len("conv") :], nn.Identity())
-
-
-# Module types whose forward applies ``bnN`` directly after ``convN``: folding by name is safe only for these.
-_CONV_THEN_BN_TYPES = ("Res2Net", "ResNet", "Bottleneck", "BasicBlock", "FeatureListNet")
+        setattr(module, name, _replace_blocks(child))
+    return module
 
 
 def _fold_module(module: nn.Module) -> nn.Module:
-    if isinstance(module, Bottle2neck):
-        return FusedBottle2neck(module)
-    if type(module).__name__ in _CONV_THEN_BN_TYPES:
-        _fold_named_pairs(module)
-    for name, child in list(module.named_children()):
-        setattr(module, name, _fold_module(child))
-    if isinstance(module, nn.Sequential):
-        return _fold_sequential(module)
+    """Res2Net blocks in inference form, then every conv -> BatchNorm pair folded (found by tracing)."""
+    module = _replace_blocks(module)
+    _fold_pairs(module)
     return module
 
 

@@ -106,7 +106,7 @@ class PoolNetDecoder(nn.Module):
         self.fams = nn.ModuleList(FeatureAggregation(ch) for _ in range(levels))
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        guide = self.guidance(features[-1])  # (B, ch, H/32, W/32)
+        guide = self.guidance(features[-1])  # (B, ch, H/s, W/s), s = the backbone's output stride (8, 16 or 32)
         y = self.laterals[-1](features[-1]) + guide
         for level in reversed(range(len(features) - 1)):
             lateral = self.laterals[level](features[level])
@@ -137,7 +137,7 @@ class PoolNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(x)  # 4 maps, strides 4..32
+        features = self.backbone(x)  # 4 maps at strides 4, 8, min(16, s), min(32, s); s = output stride
         decoded = self.decoder(features)  # (B, ch, H/4, W/4)
         logits = self.head(decoded)  # (B, 1, H/4, W/4)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B, 1, H, W)

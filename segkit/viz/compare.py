@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segkit.data.io import BadFileError, list_images, read_gray, read_label, read_rgb
+from segkit.data.io import BadFileError, list_images, read_rgb
 from segkit.errors import SegkitError
-from segkit.metrics import SaliencyMetrics, SegmentationMetrics
 from segkit.metrics.boundary import boundary_band, boundary_width_px
+from segkit.tasks import Task, get_task
 
 INSET_FRACTION = 0.3  # inset side as a fraction of the image's shorter side
 
@@ -36,7 +36,7 @@ class Row:
 
 @dataclass
 class Comparison:
-    task: str
+    task: str  # the task's name
     methods: list[str]
     rows: list[Row]
     skipped: dict[str, list[str]] = field(default_factory=dict)  # method -> images it lacks
@@ -45,59 +45,40 @@ class Comparison:
     num_classes: int = 0
 
 
-def binary(mask: np.ndarray, task: str) -> np.ndarray:
-    """Foreground: saliency >= 128 (i.e. probability >= 0.5), segmentation any class but 0 and 255."""
-    return mask >= 128 if task == "saliency" else (mask > 0) & (mask != 255)
+def binary(mask: np.ndarray, task: str | Task) -> np.ndarray:
+    """Foreground: saliency >= 128 (i.e. probability >= 0.5), segmentation any class but background and ignore."""
+    return get_task(task).foreground(mask)
 
 
-def error_maps(pred: np.ndarray, gt: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
-    """(false positives, false negatives). Saliency: binarised at 0.5 against gt > 128. Segmentation: a wrong
-    pixel on ground-truth background is a false positive, a wrong pixel on an object a false negative (missed or
-    mislabelled); 255 pixels count as neither."""
-    if task == "saliency":
-        p, g = pred >= 128, gt > 128
-        return p & ~g, ~p & g
-    valid = gt != 255
-    wrong = (pred != gt) & valid
-    return wrong & (gt == 0), wrong & (gt != 0)
+def error_maps(pred: np.ndarray, gt: np.ndarray, task: str | Task) -> tuple[np.ndarray, np.ndarray]:
+    """(false positives, false negatives) as the task defines them (``Task.error_maps``)."""
+    return get_task(task).error_maps(pred, gt)
 
 
-def per_image_scores(pred: np.ndarray, gt: np.ndarray, task: str, num_classes: int) -> dict[str, float]:
-    """The caption scores, from segkit.metrics: MAE and max F (saliency), IoU and Boundary IoU (segmentation)."""
-    if task == "saliency":
-        m = SaliencyMetrics()
-        m.update(pred, gt)
-        s = m.compute()
-        return {"MAE": s["mae"], "maxF": s["max_fm"]}
-    m = SegmentationMetrics(num_classes, trimap_widths_px=())
-    m.update(pred, gt)
-    s = m.compute()
-    return {"IoU": s["miou"], "BIoU": s["boundary_iou"]}
-
-
-def disagreement_map(row: Row, task: str) -> np.ndarray:
+def disagreement_map(row: Row, task: str | Task) -> np.ndarray:
     """Where the methods differ, weighted to the boundary band: with several methods, pixels where their
     foreground decisions (class ids, for segmentation) disagree; with one, its errors against the ground truth.
     Restricted to the ground-truth boundary band (or the methods' own boundaries without ground truth)."""
+    task = get_task(task)
     masks = [m.mask for m in row.methods.values()]
     h, w = row.image.shape[:2]
     d = boundary_width_px(h, w)
     if len(masks) > 1:
-        labels = [m >= 128 if task == "saliency" else m for m in masks]
+        labels = [task.decisions(m) for m in masks]
         differ = np.zeros((h, w), bool)
         for other in labels[1:]:
             differ |= other != labels[0]
     elif row.gt is not None:
-        fp, fn = error_maps(masks[0], row.gt, task)
+        fp, fn = task.error_maps(masks[0], row.gt)
         differ = fp | fn
     else:
         return np.zeros((h, w), np.float32)
     if row.gt is not None:
-        band = boundary_band(binary(row.gt, task), d)
+        band = boundary_band(task.foreground(row.gt), d)
     else:
         band = np.zeros((h, w), bool)
         for m in masks:
-            band |= boundary_band(binary(m, task), d)
+            band |= boundary_band(task.foreground(m), d)
     return (differ & band).astype(np.float32)
 
 
@@ -117,17 +98,8 @@ def choose_inset(dis: np.ndarray, fraction: float = INSET_FRACTION) -> tuple[tup
     return (y0, x0, y0 + side, x0 + side), total
 
 
-def _read_mask(path: Path, task: str) -> np.ndarray:
-    return read_gray(path) if task == "saliency" else read_label(path)
-
-
-def _fit(mask: np.ndarray, shape: tuple[int, int], task: str) -> np.ndarray:
-    interp = cv2.INTER_LINEAR if task == "saliency" else cv2.INTER_NEAREST
-    return cv2.resize(mask, (shape[1], shape[0]), interpolation=interp)
-
-
 def build_comparison(
-    task: str,
+    task: str | Task,
     images_dir: Path | str,
     methods: dict[str, Path | str | Callable[[np.ndarray], np.ndarray]],
     gt_dir: Path | str | None = None,
@@ -139,8 +111,7 @@ def build_comparison(
     """Gather the rows. ``methods`` maps a name to a folder of masks (paired by file stem) or to a function
     image -> mask (a loaded model). Images a folder method lacks are skipped and listed; masks of another size
     are resized to the image and listed."""
-    if task not in ("saliency", "segmentation"):
-        raise SegkitError(f"--task must be saliency or segmentation, got '{task}'")
+    task = get_task(task)
     if not methods:
         raise SegkitError("give at least one method: --pred NAME=DIR or --checkpoint NAME=CKPT")
     images = list_images(images_dir)
@@ -148,7 +119,7 @@ def build_comparison(
         raise SegkitError(f"no images in '{images_dir}'")
     folders = {name: {p.stem: p for p in list_images(src)} for name, src in methods.items() if not callable(src)}
     gts = {p.stem: p for p in list_images(gt_dir)} if gt_dir else {}
-    comp = Comparison(task, list(methods), [], {name: [] for name in methods}, [], class_names, num_classes)
+    comp = Comparison(task.name, list(methods), [], {name: [] for name in methods}, [], class_names, num_classes)
     for path in images:
         row = _build_row(path, methods, folders, gts, comp)
         if row is not None:
@@ -170,24 +141,25 @@ def _build_row(path: Path, methods: dict, folders: dict, gts: dict, comp: Compar
         comp.skipped.setdefault("(image)", []).append(f"{path.name}: {err.problem}")
         return None
     shape = image.shape[:2]
+    task = get_task(comp.task)
     gt = None
     if path.stem in gts:
-        gt = _read_mask(gts[path.stem], comp.task)
+        gt = task.read_mask(gts[path.stem])
         if gt.shape != shape:
-            gt = _fit(gt, shape, comp.task)
+            gt = task.resize_mask(gt, shape)
             comp.resized.append(str(gts[path.stem]))
     results: dict[str, MethodResult] = {}
     for name, src in methods.items():
         if callable(src):
             mask = src(image)
         elif path.stem in folders[name]:
-            mask = _read_mask(folders[name][path.stem], comp.task)
+            mask = task.read_mask(folders[name][path.stem])
         else:
             comp.skipped[name].append(path.stem)
             return None
         if mask.shape != shape:
-            mask = _fit(mask, shape, comp.task)
+            mask = task.resize_mask(mask, shape)
             comp.resized.append(f"{name}/{path.stem}")
-        scores = per_image_scores(mask, gt, comp.task, comp.num_classes) if gt is not None else {}
+        scores = task.caption_scores(mask, gt, comp.num_classes) if gt is not None else {}
         results[name] = MethodResult(mask, scores)
     return Row(path.stem, image, gt, results)

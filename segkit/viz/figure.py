@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import SegkitError
+from segkit.tasks import get_task
 from segkit.viz.compare import Comparison, Row
 from segkit.viz.panels import FN_COLOUR, FP_COLOUR, INSET_COLOUR, classes_present, error_panel, mask_rgb
 
@@ -78,7 +79,7 @@ def _legend(fig, comp: Comparison) -> None:
             Patch(facecolor="white", edgecolor="grey", label="ground-truth boundary band (lightened)"),
         ]
     handles.append(Patch(fill=False, edgecolor=_rgb01(INSET_COLOUR), label="zoomed region (most disagreement)"))
-    if comp.task == "segmentation":
+    if get_task(comp.task).labels:  # a colour per class: name them
         masks = [m.mask for r in comp.rows for m in r.methods.values()] + [r.gt for r in comp.rows if r.gt is not None]
         palette = voc_palette()
         for c in classes_present(masks):

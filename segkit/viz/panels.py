@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from segkit.data.voc import voc_palette
+from segkit.conventions import IGNORE_INDEX
 from segkit.metrics.boundary import boundary_band, boundary_width_px
-from segkit.viz.compare import binary, error_maps
+from segkit.tasks import Task, get_task
 
 # Okabe & Ito's colour-blind-safe palette
 FP_COLOUR = (213, 94, 0)  # vermillion: predicted but not in the ground truth
@@ -15,19 +15,17 @@ INSET_COLOUR = (240, 228, 66)  # yellow: the inset's frame, in the full view and
 BAND_SHADE = 0.35  # how much the ground-truth boundary band is lightened
 
 
-def mask_rgb(mask: np.ndarray, task: str) -> np.ndarray:
+def mask_rgb(mask: np.ndarray, task: str | Task) -> np.ndarray:
     """A mask as an RGB image: grey levels (saliency) or VOC colours (segmentation)."""
-    if task == "saliency":
-        return np.repeat(mask[..., None], 3, axis=2)
-    return voc_palette()[mask]
+    return get_task(task).mask_rgb(mask)
 
 
-def gt_band(gt: np.ndarray, task: str) -> np.ndarray:
+def gt_band(gt: np.ndarray, task: str | Task) -> np.ndarray:
     """The ground-truth boundary band (inner and outer, Boundary IoU's width) that error panels shade."""
-    return boundary_band(binary(gt, task), boundary_width_px(*gt.shape))
+    return boundary_band(get_task(task).foreground(gt), boundary_width_px(*gt.shape))
 
 
-def error_panel(pred: np.ndarray, gt: np.ndarray | None, task: str) -> np.ndarray:
+def error_panel(pred: np.ndarray, gt: np.ndarray | None, task: str | Task) -> np.ndarray:
     """The method's mask with false positives and false negatives painted in their colours, and the
     ground-truth boundary band lightened; without ground truth, the plain mask."""
     panel = mask_rgb(pred, task).astype(np.float32)
@@ -35,7 +33,7 @@ def error_panel(pred: np.ndarray, gt: np.ndarray | None, task: str) -> np.ndarra
         return panel.astype(np.uint8)
     band = gt_band(gt, task)
     panel[band] = panel[band] * (1 - BAND_SHADE) + 255 * BAND_SHADE
-    fp, fn = error_maps(pred, gt, task)
+    fp, fn = get_task(task).error_maps(pred, gt)
     panel[fp] = FP_COLOUR
     panel[fn] = FN_COLOUR
     return panel.astype(np.uint8)
@@ -45,4 +43,4 @@ def classes_present(row_masks: list[np.ndarray]) -> list[int]:
     present: set[int] = set()
     for m in row_masks:
         present |= set(np.unique(m).tolist())
-    return sorted(c for c in present if c != 255)
+    return sorted(c for c in present if c != IGNORE_INDEX)

@@ -1,0 +1,463 @@
+"""What differs between segkit's tasks, in one place: one small class per task and one name -> task table.
+
+Training, evaluation, prediction, export, the renderer, the dataset checker and the command line ask the task
+(``get_task(name)``) and never compare task names. A task says:
+
+- its data: how a ground-truth mask is read and checked, where its datasets live (``source``), the built-in
+  generated samples, the training augmentation and the loss's target tensor;
+- its network: which one is built (``build_network``) and the input-size multiple inference pads to;
+- its predictions: probabilities -> saved mask, how a mask file is written, how a mask is drawn;
+- its scores: the metrics accumulator, the reported keys, the primary metric (which picks ``best.pt``), the loss
+  of ``loss: auto`` and the default configuration of ``segkit train``.
+
+Adding a task (for example camouflaged object detection, which is saliency on other datasets) is one subclass
+and one entry in ``TASKS``. Heavy modules (torch, OpenCV, the networks) are imported inside the methods, so that
+``import segkit.tasks`` stays cheap for the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from segkit.errors import SegkitError, unknown_name
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from segkit.data.builtin import BuiltinSpec
+    from segkit.data.check import CheckReport
+    from segkit.data.datasets import FileSource, SampleSource
+    from segkit.engine.inference import InferenceSettings, Net
+
+
+class Task:
+    """The interface every task fills in; shared behaviour lives here."""
+
+    name: ClassVar[str]
+    primary_metric: ClassVar[str]  # the score that picks best.pt (higher is better)
+    metric_keys: ClassVar[tuple[str, ...]]  # the scores reported in tables, in order
+    default_loss: ClassVar[str]  # the loss of `loss: auto` (a name in segkit.engine.losses.LOSSES)
+    default_config: ClassVar[str]  # file name among the packaged configs (segkit/configs)
+    labels: ClassVar[bool]  # masks hold class ids (True) or grey levels (False)
+
+    # ---------------------------------------------------------------- data
+
+    def read_mask(self, path: Path | str) -> np.ndarray:
+        raise NotImplementedError
+
+    def mask_problem(self, mask: np.ndarray, num_classes: int) -> str | None:
+        """What is wrong with a ground-truth mask's values, or None."""
+        return None
+
+    def resize_mask(self, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """A mask brought to ``shape`` (H, W): nearest for class ids, bilinear for grey levels."""
+        from segkit.conventions import resize_mask
+
+        return resize_mask(mask, shape, labels=self.labels)
+
+    def builtin_sample(self, split: str, index: int, spec: BuiltinSpec) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def builtin_classes(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def make_demo(self, out: Path | str, spec: BuiltinSpec | None = None) -> Path:
+        """Write the built-in dataset to disk in this task's standard layout."""
+        raise NotImplementedError
+
+    def dataset_source(self, root: Path | str, split: str) -> SampleSource:
+        """``split`` ("train" or "val") of the dataset in its standard layout under ``root``."""
+        raise NotImplementedError
+
+    def check_dataset(self, root: Path | str) -> CheckReport:
+        """Read every file of the dataset under ``root`` and report problems (``segkit data check``)."""
+        raise NotImplementedError
+
+    def train_transform(self, size_px: int):
+        """The albumentations training pipeline."""
+        raise NotImplementedError
+
+    def target(self, mask: np.ndarray) -> torch.Tensor:
+        """An augmented mask as the loss's target tensor."""
+        raise NotImplementedError
+
+    def source(self, root: Path | str | None, split: str) -> SampleSource:
+        """The samples of ``split``: the built-in data when ``root`` is None, else the dataset under ``root``."""
+        if root is None:
+            from segkit.data.builtin import BuiltinSpec
+            from segkit.data.datasets import BuiltinSource
+
+            return BuiltinSource(self.builtin_sample, split, self.builtin_classes(), BuiltinSpec())
+        return self.dataset_source(root, split)
+
+    def folder_classes(self, num_classes: int | None) -> tuple[str, ...]:
+        """Class names of a plain image/mask folder pair (no dataset to name them)."""
+        raise NotImplementedError
+
+    def file_source(self, pairs: list[tuple[Path, Path]], where: str, classes: tuple[str, ...]) -> FileSource:
+        """Image/mask file pairs read with this task's reader and checks."""
+        from segkit.data.datasets import FileSource
+
+        if not pairs:
+            raise SegkitError(f"no image/mask pairs found in {where}")
+        return FileSource(pairs, self.read_mask, classes, self.mask_problem)
+
+    # ---------------------------------------------------------------- network
+
+    def build_network(
+        self,
+        backbone: str,
+        num_classes: int,
+        output_stride: int | None,
+        pretrained_backbone: str | Path | None,
+        decoder_channels: int | None,
+    ) -> nn.Module:
+        raise NotImplementedError
+
+    def size_multiple(self, output_stride: int) -> int:
+        """Model input sides are padded (or resized) to a multiple of this."""
+        raise NotImplementedError
+
+    def validate_config(self, config) -> None:
+        """Task-specific checks of an ``ExperimentConfig``, each naming its key."""
+
+    # ---------------------------------------------------------------- predictions
+
+    def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
+        """Probabilities of a normalised (1, 3, H, W) image at its size: (H, W) for a one-map task, else
+        (C, H, W)."""
+        raise NotImplementedError
+
+    def to_mask(self, probs: np.ndarray) -> np.ndarray:
+        """Probabilities at the image's size -> the saved mask (uint8)."""
+        raise NotImplementedError
+
+    def confidence(self, probs: np.ndarray) -> np.ndarray:
+        """(H, W) probability map written by ``predict --probs``."""
+        raise NotImplementedError
+
+    def write_mask(self, path: Path | str, mask: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def foreground(self, mask: np.ndarray) -> np.ndarray:
+        """bool (H, W): the pixels a mask marks as object (for boundaries and overlays)."""
+        raise NotImplementedError
+
+    def error_maps(self, pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(false positives, false negatives) of a saved prediction against its ground truth."""
+        raise NotImplementedError
+
+    def decisions(self, mask: np.ndarray) -> np.ndarray:
+        """What two methods' masks are compared on: the binary decision or the class id."""
+        raise NotImplementedError
+
+    def mask_rgb(self, mask: np.ndarray) -> np.ndarray:
+        """A mask as an RGB uint8 image."""
+        raise NotImplementedError
+
+    def overlay(self, image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """The mask blended over the RGB image."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- scores
+
+    def metrics(self, num_classes: int, **options):
+        """A fresh metrics accumulator (``update``, ``merge``, ``compute``, ``reduce_from_all_processes``)."""
+        raise NotImplementedError
+
+    def caption_scores(self, pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, float]:
+        """The per-image scores a comparison figure prints under a panel."""
+        raise NotImplementedError
+
+    def details_table(self, scores, class_names: tuple[str, ...]) -> str | None:
+        """A table printed under the scores by ``segkit eval --checkpoint`` (per class), or None."""
+        return None
+
+    def summary(self, scores) -> str:
+        """One line of the headline scores, for the end of a training run."""
+        return f"{self.primary_metric} {getattr(scores, self.primary_metric):.4f}"
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+
+class SaliencyTask(Task):
+    """Salient object detection: grey-level masks (object > 128), a PoolNet-style network, the SOD metrics."""
+
+    name = "saliency"
+    primary_metric = "max_fm"
+    metric_keys = ("mae", "sm", "wfm", "adp_fm", "mean_fm", "max_fm", "adp_em", "mean_em", "max_em", "boundary_iou")
+    default_loss = "bce_iou"
+    default_config = "demo_saliency.yaml"
+    labels = False
+
+    def read_mask(self, path: Path | str) -> np.ndarray:
+        from segkit.data.io import read_gray
+
+        return read_gray(path)
+
+    def builtin_sample(self, split: str, index: int, spec: BuiltinSpec) -> tuple[np.ndarray, np.ndarray]:
+        from segkit.data.builtin import saliency_sample
+
+        return saliency_sample(split, index, spec)
+
+    def builtin_classes(self) -> tuple[str, ...]:
+        return ("object",)
+
+    def folder_classes(self, num_classes: int | None) -> tuple[str, ...]:
+        return ("object",)
+
+    def make_demo(self, out: Path | str, spec: BuiltinSpec | None = None) -> Path:
+        from segkit.data.builtin import BuiltinSpec, make_saliency_demo
+
+        return make_saliency_demo(out, spec or BuiltinSpec())
+
+    def dataset_source(self, root: Path | str, split: str) -> SampleSource:
+        """DUTS-TR (train) or DUTS-TE (val) under ``root``."""
+        from segkit.data.saliency import find_source, pair_files
+
+        found = find_source(root, "DUTS-TR" if split == "train" else "DUTS-TE")
+        pairs = pair_files(found.image_dir, found.mask_dir).pairs
+        return self.file_source(pairs, str(found.image_dir), self.builtin_classes())
+
+    def check_dataset(self, root: Path | str) -> CheckReport:
+        from segkit.data.check import check_root, check_saliency
+
+        return check_saliency(check_root(root))
+
+    def train_transform(self, size_px: int):
+        from segkit.data.transforms import saliency_train
+
+        return saliency_train(size_px)
+
+    def target(self, mask: np.ndarray) -> torch.Tensor:
+        from segkit.data.transforms import grey_target
+
+        return grey_target(mask)
+
+    def build_network(self, backbone, num_classes, output_stride, pretrained_backbone, decoder_channels):
+        from segkit.models.poolnet import PoolNet
+
+        return PoolNet(backbone, decoder_channels or 128, output_stride or 32, pretrained_backbone)
+
+    def size_multiple(self, output_stride: int) -> int:
+        return 32  # the model sees a square resize whose side is a multiple of 32
+
+    def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
+        from segkit.engine.inference import saliency_probs
+
+        return saliency_probs(net, x, settings)[0, 0]  # (H, W)
+
+    def to_mask(self, probs: np.ndarray) -> np.ndarray:
+        from segkit.conventions import probs_to_uint8
+
+        return probs_to_uint8(probs)
+
+    def confidence(self, probs: np.ndarray) -> np.ndarray:
+        return probs
+
+    def write_mask(self, path: Path | str, mask: np.ndarray) -> None:
+        from segkit.data.io import write_png
+
+        write_png(path, mask)
+
+    def foreground(self, mask: np.ndarray) -> np.ndarray:
+        return mask >= 128  # probability >= 0.5
+
+    def decisions(self, mask: np.ndarray) -> np.ndarray:
+        return self.foreground(mask)
+
+    def error_maps(self, pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p, g = pred >= 128, gt > 128  # prediction at 0.5; ground truth as the metrics binarise it
+        return p & ~g, ~p & g
+
+    def mask_rgb(self, mask: np.ndarray) -> np.ndarray:
+        return np.repeat(mask[..., None], 3, axis=2)
+
+    def overlay(self, image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        colour = np.zeros_like(image)
+        colour[..., 0] = 255  # red, weighted by the saliency
+        weight = (mask.astype(np.float32) / 255 * alpha)[..., None]
+        return (image * (1 - weight) + colour * weight).astype(np.uint8)
+
+    def metrics(self, num_classes: int = 1, **options):
+        from segkit.metrics.saliency import SaliencyMetrics
+
+        return SaliencyMetrics(**options)
+
+    def caption_scores(self, pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, float]:
+        m = self.metrics()
+        m.update(pred, gt)
+        s = m.compute()
+        return {"MAE": s.mae, "maxF": s.max_fm}
+
+    def summary(self, scores) -> str:
+        return f"{super().summary(scores)}, MAE {scores.mae:.4f}"
+
+
+class SegmentationTask(Task):
+    """Semantic segmentation: class-id masks (255 ignored), DeepLabv3+, the confusion-matrix metrics."""
+
+    name = "segmentation"
+    primary_metric = "miou"
+    metric_keys = ("miou", "aacc", "macc", "fwiou", "mdice", "boundary_iou")
+    default_loss = "ce"
+    default_config = "demo_segmentation.yaml"
+    labels = True
+
+    def read_mask(self, path: Path | str) -> np.ndarray:
+        from segkit.data.io import read_label
+
+        return read_label(path)
+
+    def mask_problem(self, mask: np.ndarray, num_classes: int) -> str | None:
+        from segkit.conventions import label_range_problem
+
+        return label_range_problem(mask, num_classes)
+
+    def builtin_sample(self, split: str, index: int, spec: BuiltinSpec) -> tuple[np.ndarray, np.ndarray]:
+        from segkit.data.builtin import segmentation_sample
+
+        return segmentation_sample(split, index, spec)
+
+    def builtin_classes(self) -> tuple[str, ...]:
+        from segkit.data.builtin import SEGMENTATION_CLASSES
+
+        return SEGMENTATION_CLASSES
+
+    def folder_classes(self, num_classes: int | None) -> tuple[str, ...]:
+        if not num_classes:
+            raise SegkitError(
+                "training segmentation on --images/--masks folders needs the number of classes: "
+                "--set model.num_classes=N (class ids 0..N-1 in the masks, 255 ignored)"
+            )
+        return tuple(f"class {i}" for i in range(num_classes))
+
+    def make_demo(self, out: Path | str, spec: BuiltinSpec | None = None) -> Path:
+        from segkit.data.builtin import BuiltinSpec, make_segmentation_demo
+
+        return make_segmentation_demo(out, spec or BuiltinSpec())
+
+    def dataset_source(self, root: Path | str, split: str) -> SampleSource:
+        """A PASCAL VOC folder: train = train_aug when its split file exists (else train), val = val."""
+        from segkit.data.voc import VOC_CLASSES, voc_samples, voc_train_split
+
+        voc_split = voc_train_split(root) if split == "train" else split
+        return self.file_source(voc_samples(root, voc_split), f"{root} ({voc_split})", VOC_CLASSES)
+
+    def check_dataset(self, root: Path | str) -> CheckReport:
+        from segkit.data.check import check_root, check_segmentation
+
+        return check_segmentation(check_root(root))
+
+    def train_transform(self, size_px: int):
+        from segkit.data.transforms import segmentation_train
+
+        return segmentation_train(size_px)
+
+    def target(self, mask: np.ndarray) -> torch.Tensor:
+        from segkit.data.transforms import label_target
+
+        return label_target(mask)
+
+    def build_network(self, backbone, num_classes, output_stride, pretrained_backbone, decoder_channels):
+        from segkit.models.deeplabv3plus import DeepLabV3Plus
+
+        return DeepLabV3Plus(backbone, num_classes, output_stride or 16, pretrained_backbone, decoder_channels or 256)
+
+    def size_multiple(self, output_stride: int) -> int:
+        return max(16, output_stride)  # DeepLabv3+ needs sides divisible by 16 and by its output stride
+
+    def validate_config(self, config) -> None:
+        if config.data.image_size % 16:
+            raise SegkitError("config key 'data.image_size' must be a multiple of 16 for segmentation (DeepLabv3+)")
+
+    def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
+        from segkit.engine.inference import segmentation_probs
+
+        return segmentation_probs(net, x, settings)[0]  # (C, H, W)
+
+    def to_mask(self, probs: np.ndarray) -> np.ndarray:
+        return probs.argmax(0).astype(np.uint8)
+
+    def confidence(self, probs: np.ndarray) -> np.ndarray:
+        return probs.max(0)
+
+    def write_mask(self, path: Path | str, mask: np.ndarray) -> None:
+        from segkit.data.voc import save_label_png
+
+        save_label_png(path, mask)
+
+    def foreground(self, mask: np.ndarray) -> np.ndarray:
+        from segkit.conventions import IGNORE_INDEX
+
+        return (mask > 0) & (mask != IGNORE_INDEX)  # any class but background
+
+    def decisions(self, mask: np.ndarray) -> np.ndarray:
+        return mask
+
+    def error_maps(self, pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A wrong pixel on ground-truth background is a false positive, a wrong pixel on an object a false
+        negative (missed or mislabelled); ignored pixels count as neither."""
+        from segkit.conventions import IGNORE_INDEX
+
+        wrong = (pred != gt) & (gt != IGNORE_INDEX)
+        return wrong & (gt == 0), wrong & (gt != 0)
+
+    def mask_rgb(self, mask: np.ndarray) -> np.ndarray:
+        from segkit.data.voc import voc_palette
+
+        return voc_palette()[mask]
+
+    def overlay(self, image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        colour = self.mask_rgb(mask)  # VOC colours; background and ignored pixels left as they are
+        weight = self.foreground(mask).astype(np.float32)[..., None] * alpha
+        return (image * (1 - weight) + colour * weight).astype(np.uint8)
+
+    def metrics(self, num_classes: int, **options):
+        from segkit.metrics.segmentation import SegmentationMetrics
+
+        if num_classes < 1:
+            raise SegkitError("segmentation scores need the number of classes (--num-classes N, 21 for VOC)")
+        return SegmentationMetrics(num_classes, **options)
+
+    def caption_scores(self, pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, float]:
+        m = self.metrics(num_classes, trimap_widths_px=())
+        m.update(pred, gt)
+        s = m.compute()
+        return {"IoU": s.miou, "BIoU": s.boundary_iou}
+
+    def details_table(self, scores, class_names: tuple[str, ...]) -> str | None:
+        """IoU and Boundary IoU per class (classes absent from both prediction and ground truth show '-')."""
+        lines = [f"{'class':<16} {'IoU':>7} {'BIoU':>7}"]
+        for c, (iou, biou) in enumerate(zip(scores.per_class_iou, scores.per_class_boundary_iou, strict=True)):
+            name = class_names[c] if c < len(class_names) else f"class {c}"
+            shown = ["-" if v is None else f"{v:.4f}" for v in (iou, biou)]
+            lines.append(f"{name:<16} {shown[0]:>7} {shown[1]:>7}")
+        return "\n".join(lines)
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (SaliencyTask(), SegmentationTask())}
+
+
+def task_names() -> tuple[str, ...]:
+    return tuple(TASKS)
+
+
+def get_task(name: str | Task) -> Task:
+    """The task called ``name`` (a Task is returned as it is); an unknown name lists the valid ones."""
+    if isinstance(name, Task):
+        return name
+    if name not in TASKS:
+        raise unknown_name("task", str(name), TASKS)
+    return TASKS[name]
+
+
+def require_task(asked: str | None, trained_for: str, what: str) -> None:
+    """Stop when a user's ``--task`` (``asked``; None: not given) is not the task ``what`` was trained for."""
+    if asked is not None and get_task(asked).name != get_task(trained_for).name:
+        raise SegkitError(f"{what} is a {trained_for} model, but --task {asked} was given")
