@@ -104,8 +104,28 @@ def test_corrupt_prediction_is_listed_not_fatal(tmp_path, capsys):
     _write_sal(tmp_path / "gt", ["a", "b"], rng)
     _write_sal(tmp_path / "pred", ["a"], rng)
     (tmp_path / "pred" / "b.png").write_bytes(b"")
+    assert main(["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 1
+    captured = capsys.readouterr()
+    assert "b.png: is empty" in captured.err and "could not be scored" in captured.err
+    assert captured.out.splitlines()[1].split()[-1] == "1"  # the table's n column: one image scored
+
+
+def test_pairing_exact_stem_then_documented_suffixes_only(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    _write_sal(tmp_path / "gt", ["cat", "dog", "0000", "bird"], rng)
+    _write_sal(tmp_path / "pred", ["cat_2", "dog_sal_fuse", "bird", "bird_pred"], rng)
+    _write_sal(tmp_path / "pred", ["0000"], rng)
+    cv2.imwrite(str(tmp_path / "pred" / "0000.jpg"), np.zeros((48, 64), np.uint8))  # one stem, two formats
+    pairing = pair_by_stem(tmp_path / "pred", tmp_path / "gt")
+    pairs = {gt.stem: pred.name for pred, gt in pairing.pairs}
+    assert pairs == {"dog": "dog_sal_fuse.png", "0000": "0000.png", "bird": "bird.png"}
+    assert pairing.missing == ["cat"]  # cat_2.png is another image, not cat's prediction
+    assert any("0000" in n and "ignored 0000.jpg" in n for n in pairing.notes)
+    assert any("bird has several predictions" in n for n in pairing.notes)
+    assert len({pred for pred, _ in pairing.pairs}) == len(pairing.pairs)  # never one file for two
     assert main(["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 0
-    assert "b.png: is empty" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 ground-truth files have no prediction: cat" in err and "2 formats" in err
 
 
 def test_missing_folder_and_no_matches_are_clear_errors(tmp_path, capsys):

@@ -154,3 +154,32 @@ def test_torch_input_and_bad_shapes():
     assert m.count == 1
     with pytest.raises(ValueError, match="differ in size"):
         m.update(pred, gt[:10])
+
+
+def _border_objects(h, w, rng):
+    """Ground truths whose object touches the top, bottom, left, right border, a corner, and none."""
+    masks = []
+    for y0, y1, x0, x1 in [(0, h // 3, w // 4, w // 2), (2 * h // 3, h, w // 3, w // 2), (h // 4, h // 2, 0, w // 3),
+                           (h // 3, h // 2, 2 * w // 3, w), (0, h // 2, 0, w // 2), (h // 4, 3 * h // 4, w // 4, w // 2)]:  # fmt: skip
+        m = np.zeros((h, w), np.uint8)
+        m[y0:y1, x0:x1] = 255
+        masks.append(m)
+    blob = (_blob(rng, h, w) * 255).astype(np.uint8)
+    return [*masks, blob]
+
+
+@pytest.mark.parametrize("size", [(206, 283), (37, 53), (64, 64), (101, 7), (300, 211)])
+def test_smeasure_of_constant_predictions_equals_pysodmetrics(size):
+    """A constant prediction leaves quadrants of uniform ground truth with one value: the standard scores them 1 or
+    0 depending on np.mean's rounding (0.434 vs a histogram's 0.551 at 206x283, level 228); segkit follows it."""
+    from py_sod_metrics import Smeasure
+
+    rng = np.random.default_rng(size[0] * 1000 + size[1])
+    for gt in _border_objects(*size, rng):
+        for level in (1, 13, 77, 128, 200, 228, 254, 255):
+            pred = np.full(size, level, np.uint8)
+            oracle_sm = Smeasure()
+            oracle_sm.step(pred, gt)
+            m = SaliencyMetrics()
+            got = m.update(pred, gt)["sm"]
+            assert got == pytest.approx(oracle_sm.get_results()["sm"], abs=1e-9), (size, level)

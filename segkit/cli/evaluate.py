@@ -78,14 +78,18 @@ def run_folders(args: argparse.Namespace) -> int:
         found = evaluate_folders(task.name, folder, args.gt, args.num_classes or 0, args.strict_size, args.workers)
         report_problems(name, found)
         results[name] = found
-    print(format_table({name: r.scores.scalars() for name, r in results.items()}, task.metric_keys, args.format))
+    rows = {name: r.scores.scalars() for name, r in results.items()}
+    print(format_table(rows, task.metric_keys, args.format, {name: r.count for name, r in results.items()}))
     if args.json:
         payload = {name: r.to_json() for name, r in results.items()}
         write_json(args.json, payload if len(payload) > 1 else next(iter(payload.values())))
         say(f"wrote {args.json}")
     if args.curves:
         draw_curves({name: r.scores for name, r in results.items()}, args.curves)
-    return 0
+    skipped = sum(len(r.bad) for r in results.values())
+    if skipped:
+        say(f"{skipped} files could not be scored (listed above); the scores leave them out")
+    return 1 if skipped else 0
 
 
 def run_checkpoint(args: argparse.Namespace) -> int:
@@ -100,7 +104,8 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     )
     task = get_task(result.task)
     scalars = result.scores.scalars()
-    print(format_table({Path(args.checkpoint).stem: scalars}, task.metric_keys, args.format))
+    name = Path(args.checkpoint).stem
+    print(format_table({name: scalars}, task.metric_keys, args.format, {name: result.scores.count}))
     details = task.details_table(result.scores, result.class_names)
     if details:
         print(details)
@@ -121,6 +126,8 @@ def draw_curves(scores: dict, path: str) -> None:
 
 
 def report_problems(name: str, found) -> None:
+    for note in found.notes:
+        say(f"[{name}] {note}")
     if found.missing:
         shown = ", ".join(found.missing[:20]) + (" ..." if len(found.missing) > 20 else "")
         say(f"[{name}] {len(found.missing)} ground-truth files have no prediction: {shown}")

@@ -18,45 +18,58 @@ from segkit.metrics.saliency import SaliencyMetrics, SaliencyScores
 from segkit.metrics.segmentation import SegmentationMetrics, SegmentationScores
 from segkit.tasks import get_task
 
-_SEPARATORS = ("_", "-", ".")
+# Suffixes that published saliency maps carry after the image's stem (DSS writes 0001_sal_fuse.png, others
+# 0001_sal.png, 0001_pred.png ...). A prediction pairs with its ground truth by exact stem first, then by one of
+# these, never by any other prefix: ``cat_2.png`` is not ``cat``'s prediction.
+PREDICTION_SUFFIXES = ("_sal_fuse", "_sal", "_fuse", "_pred", "_prediction", "_mask", "_saliency", "_out", "_res")
+# Which file of a stem is used when one folder holds several (lossless first).
+_FORMAT_PREFERENCE = (".png", ".bmp", ".tif", ".tiff", ".webp", ".jpg", ".jpeg")
 
 
 @dataclass
 class Pairing:
     pairs: list[tuple[Path, Path]]  # (prediction, ground truth)
     missing: list[str] = field(default_factory=list)  # ground-truth stems with no prediction
+    notes: list[str] = field(default_factory=list)  # duplicates and ambiguous names, said once per run
+
+
+def files_by_stem(folder: Path, notes: list[str]) -> dict[str, Path]:
+    """One file per stem; a stem present in several formats (0000.png and 0000.jpg) keeps the lossless one and
+    is noted, never counted twice."""
+    by_stem: dict[str, list[Path]] = {}
+    for path in list_images(folder):
+        by_stem.setdefault(path.stem, []).append(path)
+    chosen = {}
+    for stem, paths in by_stem.items():
+        paths.sort(key=lambda p: _FORMAT_PREFERENCE.index(p.suffix.lower()) if p.suffix.lower() in
+                   _FORMAT_PREFERENCE else len(_FORMAT_PREFERENCE))  # fmt: skip
+        chosen[stem] = paths[0]
+        if len(paths) > 1:
+            notes.append(f"'{folder}' holds {stem} in {len(paths)} formats; used {paths[0].name}, ignored "
+                         + ", ".join(p.name for p in paths[1:]))  # fmt: skip
+    return chosen
 
 
 def pair_by_stem(pred_dir: Path, gt_dir: Path) -> Pairing:
-    """Pair each ground-truth file with the prediction of the same stem, or of that stem plus a suffix that
-    starts with '_', '-' or '.' (``0001_sal_fuse.png`` pairs with ``0001.png``) when that match is unique."""
-    gts = list_images(gt_dir)
+    """Pair each ground-truth file with the prediction of the same stem, else of the stem plus one of
+    ``PREDICTION_SUFFIXES``; a prediction is used for one ground truth at most."""
+    notes: list[str] = []
+    gts = files_by_stem(gt_dir, notes)
     if not gts:
         raise SegkitError(f"ground-truth folder '{gt_dir}' holds no image files")
-    preds = list_images(pred_dir)
-    exact = {p.stem: p for p in preds}
-    by_prefix: dict[str, set[Path]] = {}
-    for p in preds:
-        for key in _candidate_keys(p.stem):
-            by_prefix.setdefault(key, set()).add(p)
-    pairs, missing = [], []
-    for g in gts:
-        candidates = by_prefix.get(g.stem, set())
-        match = exact.get(g.stem) or (next(iter(candidates)) if len(candidates) == 1 else None)
-        if match is None:
-            missing.append(g.stem)
-        else:
-            pairs.append((match, g))
-    return Pairing(pairs, missing)
-
-
-def _candidate_keys(stem: str) -> list[str]:
-    """The stem cut before each separator: ``a_sal_fuse`` -> ``a_sal``, ``a``."""
-    keys = []
-    for i in range(len(stem) - 1, 0, -1):
-        if stem[i] in _SEPARATORS:
-            keys.append(stem[:i])
-    return keys
+    preds = files_by_stem(pred_dir, notes)
+    pairs, missing, used = [], [], set()
+    for stem, gt in sorted(gts.items()):
+        candidates = [stem] + [stem + suffix for suffix in PREDICTION_SUFFIXES]
+        found = [preds[c] for c in candidates if c in preds and c not in used]
+        if not found:
+            missing.append(stem)
+            continue
+        if len(found) > 1:
+            notes.append(f"{stem} has several predictions ({', '.join(p.name for p in found)}); used {found[0].name}")
+        used.add(found[0].stem)
+        pairs.append((found[0], gt))
+    return Pairing(pairs, missing, notes)
 
 
 @dataclass(frozen=True)
@@ -121,10 +134,11 @@ class FolderScores:
     missing: list[str]  # ground-truth stems without a prediction
     resized: list[str]  # predictions resized to their ground truth's size
     bad: list[dict]  # {"path", "problem"} of files that could not be scored
+    notes: list[str] = field(default_factory=list)  # duplicates, ambiguous names
 
     def to_json(self) -> dict:
         return {**self.scores.to_json(), "count": self.count, "missing": self.missing, "resized": self.resized,
-                "bad": self.bad}  # fmt: skip
+                "bad": self.bad, "notes": self.notes}  # fmt: skip
 
 
 def evaluate_folders(
@@ -164,6 +178,7 @@ def evaluate_folders(
         missing=pairing.missing,
         resized=[p for r in results for p in r.resized],
         bad=[{"path": p, "problem": why} for p, why in bad],
+        notes=pairing.notes,
     )
 
 
@@ -184,17 +199,23 @@ def _split(items: list, n: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def format_table(rows: dict[str, dict[str, float]], keys: tuple[str, ...], fmt: str = "text") -> str:
-    """A table with one row per method (``rows``: method -> scalar scores): plain text, Markdown, CSV or LaTeX."""
-    header = ["method", *keys]
-    body = [[name, *(f"{scores[k]:.4f}" for k in keys)] for name, scores in rows.items()]
+def format_table(
+    rows: dict[str, dict[str, float]], keys: tuple[str, ...], fmt: str = "text", counts: dict[str, int] | None = None
+) -> str:
+    """A table with one row per method (``rows``: method -> scalar scores): plain text, Markdown, CSV or LaTeX;
+    ``counts`` adds each method's number of scored images (column ``n``)."""
+    header = ["method", *keys, *(["n"] if counts else [])]
+    body = [
+        [name, *(f"{scores[k]:.4f}" for k in keys), *([str(counts[name])] if counts else [])]
+        for name, scores in rows.items()
+    ]
     if fmt == "csv":
         return "\n".join(",".join(r) for r in [header, *body])
     if fmt == "md":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
     if fmt == "latex":
-        cols = "l" + "c" * len(keys)
+        cols = "l" + "c" * (len(header) - 1)
         names = [k.replace("_", r"\_") for k in header]
         lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(names) + r" \\", r"\midrule"]
         lines += [" & ".join(r[:1] + r[1:]).replace("_", r"\_") + r" \\" for r in body]

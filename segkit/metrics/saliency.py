@@ -14,6 +14,12 @@ that the definitions need (MAE, the threshold curves, the object and region term
 scores) is a sum over 256 levels weighted by a (level, object/background) histogram, computed once per image.
 Only the weighted F-measure works on the map itself.
 
+One exception keeps the published numbers: in an S-measure quadrant whose ground truth is uniform and whose
+prediction is one constant, the standard implementation (PySODMetrics, like the MATLAB code) scores 1 when
+``np.mean`` of those pixels returns the constant exactly and 0 when rounding leaves a tiny variance, while a
+histogram always sees zero variance. Such quadrants are computed on their pixels as the standard does
+(``_constant_quadrant_ssim``), so segkit returns the standard's value there too.
+
 Per-image formulas are pure functions of a ``PreparedPair``; ``SaliencyMetrics`` accumulates them.
 """
 
@@ -247,20 +253,38 @@ def _centroid(gt: np.ndarray) -> tuple[int, int]:
     return int(np.round(x)) + 1, int(np.round(y)) + 1
 
 
+def _constant_quadrant_ssim(pred: np.ndarray, gt_value: float) -> float:
+    """The region term of a quadrant whose prediction is one constant and whose ground truth is uniform, computed
+    on the pixels as the standard implementation does: its ``alpha == 0 and beta == 0`` branch gives 1 only when
+    ``np.mean`` of the constant pixels returns the constant exactly (zero variance), and 0 otherwise."""
+    n = pred.size
+    x = np.mean(pred)
+    var_x = np.sum((pred - x) ** 2) / (n - 1 + EPS)
+    beta = (x * x + gt_value * gt_value) * var_x
+    return 1.0 if beta == 0 else 0.0
+
+
+def _quadrant_ssim(pair: PreparedPair, rows: slice, cols: slice) -> float:
+    hist = level_hist(pair.raw[rows, cols], pair.gt[rows, cols])
+    levels, n_fg = np.count_nonzero(hist.sum(1)), hist[:, 1].sum()
+    if levels == 1 and (n_fg == 0 or n_fg == hist.sum()):
+        return _constant_quadrant_ssim(pair.pred[rows, cols], 1.0 if n_fg else 0.0)
+    return _ssim(pair.values, hist)
+
+
 def _region_score(pair: PreparedPair) -> float:
     h, w = pair.gt.shape
     x, y = _centroid(pair.gt)
-    r, g = pair.raw, pair.gt
     w_lt = x * y / (h * w)
     w_rt = y * (w - x) / (h * w)
     w_lb = (h - y) * x / (h * w)
     w_rb = 1 - w_lt - w_rt - w_lb
-    v = pair.values
+    top, bottom, left, right = slice(None, y), slice(y, None), slice(None, x), slice(x, None)
     return (
-        w_lt * _ssim(v, level_hist(r[:y, :x], g[:y, :x]))
-        + w_rt * _ssim(v, level_hist(r[:y, x:], g[:y, x:]))
-        + w_lb * _ssim(v, level_hist(r[y:, :x], g[y:, :x]))
-        + w_rb * _ssim(v, level_hist(r[y:, x:], g[y:, x:]))
+        w_lt * _quadrant_ssim(pair, top, left)
+        + w_rt * _quadrant_ssim(pair, top, right)
+        + w_lb * _quadrant_ssim(pair, bottom, left)
+        + w_rb * _quadrant_ssim(pair, bottom, right)
     )
 
 
