@@ -159,8 +159,15 @@ def test_torch_input_and_bad_shapes():
 def _border_objects(h, w, rng):
     """Ground truths whose object touches the top, bottom, left, right border, a corner, and none."""
     masks = []
-    for y0, y1, x0, x1 in [(0, h // 3, w // 4, w // 2), (2 * h // 3, h, w // 3, w // 2), (h // 4, h // 2, 0, w // 3),
-                           (h // 3, h // 2, 2 * w // 3, w), (0, h // 2, 0, w // 2), (h // 4, 3 * h // 4, w // 4, w // 2)]:  # fmt: skip
+    boxes = [
+        (0, h // 3, w // 4, w // 2),  # top border
+        (2 * h // 3, h, w // 3, w // 2),  # bottom
+        (h // 4, h // 2, 0, w // 3),  # left
+        (h // 3, h // 2, 2 * w // 3, w),  # right
+        (0, h // 2, 0, w // 2),  # top-left corner
+        (h // 4, 3 * h // 4, w // 4, w // 2),  # inside
+    ]
+    for y0, y1, x0, x1 in boxes:
         m = np.zeros((h, w), np.uint8)
         m[y0:y1, x0:x1] = 255
         masks.append(m)
