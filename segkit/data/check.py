@@ -69,10 +69,25 @@ def check_pair(report: CheckReport, image: Path, mask: Path, read_mask, check_ma
         return
     problem = size_mismatch(m.shape, rgb.shape, image.name)
     if problem:
-        report.problem(mask, problem)
+        report.problem(mask, problem + _orientation_hint(image, m.shape, rgb.shape))
     problem = check_mask(m, num_classes) if check_mask else None
     if problem:
         report.problem(mask, problem)
+
+
+def _orientation_hint(image: Path, mask_shape: tuple, image_shape: tuple) -> str:
+    """A note when the sizes differ only by a quarter turn: the image's EXIF orientation is why, or may be."""
+    if tuple(mask_shape[:2]) != (image_shape[1], image_shape[0]):
+        return ""
+    from segkit.data.io import exif_orientation
+
+    orientation = exif_orientation(np.fromfile(str(image), dtype=np.uint8))
+    if orientation in (5, 6, 7, 8):
+        return (
+            f" (the image's EXIF orientation {orientation} turns it a quarter turn when displayed, and segkit reads "
+            "it as displayed; the mask was made for the stored, unturned pixels: turn the mask to match)"
+        )
+    return " (the sizes differ by a quarter turn: is one of the two rotated?)"
 
 
 def check_saliency(root: Path) -> CheckReport:

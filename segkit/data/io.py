@@ -35,24 +35,100 @@ def _read_bytes(path: Path) -> np.ndarray:
 
 
 def _decode(path: Path, flags: int) -> np.ndarray:
+    """The file decoded by OpenCV and turned as the file's EXIF orientation says (as every viewer shows it)."""
     data = _read_bytes(path)
     img = cv2.imdecode(data, flags)
-    truncated = _looks_truncated(path.suffix.lower(), data[-1024:].tobytes())
-    if truncated:
+    if _looks_truncated(path.suffix.lower(), data):
         raise BadFileError(path, "is truncated (the file ends before the image data does)")
     if img is None:
         raise BadFileError(path, "is not a readable image (corrupt or unsupported format)")
-    return img
+    return apply_orientation(img, exif_orientation(data))
 
 
-def _looks_truncated(suffix: str, tail: bytes) -> bool:
-    """A JPEG without its end-of-image marker, or a PNG without its IEND chunk: OpenCV decodes both partially,
-    filling the missing rows with grey, so the file's end is checked."""
+def _looks_truncated(suffix: str, data: np.ndarray) -> bool:
+    """A JPEG whose marker stream ends before its end-of-image marker, or a PNG without its IEND chunk: OpenCV
+    decodes both partially, filling the missing rows with grey. Data after a JPEG's end (a motion photo's video)
+    is allowed."""
     if suffix in (".jpg", ".jpeg"):
-        return b"\xff\xd9" not in tail
+        complete = jpeg_reaches_end(data.tobytes())
+        return (b"\xff\xd9" not in data[-1024:].tobytes()) if complete is None else not complete
     if suffix == ".png":
-        return b"IEND" not in tail
+        return b"IEND" not in data[-1024:].tobytes()
     return False
+
+
+def jpeg_reaches_end(data: bytes) -> bool | None:
+    """Whether a JPEG's segments and scans run to its end-of-image marker; None when the stream is not one this
+    walk understands (the caller then falls back to looking for the marker at the file's end)."""
+    n = len(data)
+    if n < 4 or data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0xD9:  # end of image
+            return True
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            i += 2
+        else:
+            if i + 3 >= n:
+                return False
+            i += 2 + ((data[i + 2] << 8) | data[i + 3])
+            if marker == 0xDA:  # start of scan: entropy-coded data runs to the next marker (FF not followed by 00)
+                i = _scan_end(data, i)
+                if i < 0:
+                    return False
+    return False
+
+
+def _scan_end(data: bytes, i: int) -> int:
+    """Index of the first marker after entropy-coded data starting at ``i`` (-1 when the data ends first)."""
+    n = len(data)
+    while True:
+        j = data.find(b"\xff", i)
+        if j < 0 or j + 1 >= n:
+            return -1
+        following = data[j + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:  # stuffing, restart, fill
+            i = j + 1 if following == 0xFF else j + 2
+            continue
+        return j
+
+
+def exif_orientation(data: np.ndarray) -> int:
+    """The EXIF orientation tag (1..8) of an encoded image, 1 when it has none (read from the header only)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    head = data[:65536].tobytes()
+    if b"Exif" not in head and b"eXIf" not in head:  # no EXIF block (the common case): nothing to read
+        return 1
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            value = im.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """``img`` (H, W[, C]) turned as EXIF ``orientation`` says, so it looks as it is displayed."""
+    turned = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],  # mirrored
+        3: lambda a: a[::-1, ::-1],  # rotated 180
+        4: lambda a: a[::-1],  # flipped
+        5: lambda a: a.swapaxes(0, 1),  # transposed
+        6: lambda a: np.rot90(a, -1),  # rotated 90 clockwise to display
+        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # transversed
+        8: lambda a: np.rot90(a, 1),  # rotated 90 counter-clockwise to display
+    }[orientation](img)
+    return np.ascontiguousarray(turned)
 
 
 def read_rgb(path: Path | str) -> np.ndarray:
@@ -88,7 +164,7 @@ def read_label(path: Path | str) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("P", "L", "I;16", "I"):
-                arr = np.asarray(im)
+                arr = apply_orientation(np.asarray(im), im.getexif().get(0x0112, 1) or 1)
             else:
                 raise BadFileError(path, f"is a {im.mode} image, not a label map (palette or grayscale PNG)")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

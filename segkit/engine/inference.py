@@ -98,13 +98,22 @@ def _sliding(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
     return total / count
 
 
+def _rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` resized by ``scale``; a side that would shrink below one pixel stays one pixel (a 1x1 image)."""
+    h, w = x.shape[-2:]
+    if int(h * scale) >= 1 and int(w * scale) >= 1:
+        return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
 def segmentation_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
     """Softmax probabilities (1, C, H, W): padded (or tiled) at each scale, averaged over scales and flips."""
     h, w = x.shape[-2:]
     scales = TTA_SCALES if s.tta else (1.0,)
     total = None
     for scale in scales:
-        xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        xs = x if scale == 1.0 else _rescale(x, scale)
         for flip in (False, True) if s.tta else (False,):
             inp = xs.flip(-1) if flip else xs
             logits = _sliding(net, inp, s)

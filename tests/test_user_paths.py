@@ -1,0 +1,161 @@
+"""What real photo folders and real disks hold: EXIF-rotated photos, motion-photo JPEGs, colliding names, failed
+writes, odd sizes; every surprise is said and nothing already written is lost."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from segkit.cli import main
+from segkit.data.io import read_gray, read_rgb
+from segkit.engine.config import load_config
+
+TINY = [
+    "data.image_size=64", "data.batch_size=2", "data.workers=0", "schedule.max_steps=1", "eval.max_images=2",
+    "model.backbone=res2net50_14w_8s", "model.decoder_channels=16",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    from segkit.engine.train import train
+
+    out = tmp_path_factory.mktemp("ckpt")
+    return {
+        task: train(load_config(None, [f"task={task}", f"out_dir={out}", f"name={task}", *TINY])).run_dir / "best.pt"
+        for task in ("saliency", "segmentation")
+    }
+
+
+def exif_png(path, rgb: np.ndarray, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, exif=exif.tobytes())
+
+
+def exif_jpeg(path, rgb: np.ndarray, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, exif=exif.tobytes(), quality=95)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_images_are_read_as_displayed(tmp_path, orientation):
+    rgb = np.random.default_rng(orientation).integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    exif_png(tmp_path / "p.png", rgb, orientation)
+    with Image.open(tmp_path / "p.png") as im:
+        displayed = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))  # the oracle: Pillow, as viewers do
+    assert np.array_equal(read_rgb(tmp_path / "p.png"), displayed)
+    assert np.array_equal(read_gray(tmp_path / "p.png").shape, displayed.shape[:2])
+
+
+def test_prediction_of_a_rotated_phone_photo_lines_up_with_the_photo(tmp_path, checkpoints, capsys):
+    stored = np.zeros((40, 64, 3), np.uint8)
+    stored[:, :20] = 255  # a bright band on the stored left edge: the displayed top edge after orientation 6
+    (tmp_path / "in").mkdir()
+    exif_jpeg(tmp_path / "in" / "phone.jpg", stored, 6)
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoints["saliency"]), "--input", str(tmp_path / "in"),
+                 "--output", str(out), "--overlay"]) == 0  # fmt: skip
+    assert read_gray(out / "phone.png").shape == (64, 40)  # displayed size, not the stored 40x64
+    overlay = cv2.imread(str(out / "phone_overlay.jpg"))
+    assert overlay.shape[:2] == (64, 40) and overlay[:15].mean() > overlay[-15:].mean()  # the band is on top
+
+
+def test_data_check_names_the_orientation_when_sizes_differ_by_a_turn(tmp_path, capsys):
+    root = tmp_path / "ECSSD"
+    (root / "images").mkdir(parents=True)
+    (root / "ground_truth_mask").mkdir()
+    exif_jpeg(root / "images" / "a.jpg", np.zeros((40, 64, 3), np.uint8), 6)
+    cv2.imwrite(str(root / "ground_truth_mask" / "a.png"), np.zeros((40, 64), np.uint8))  # made for stored pixels
+    assert main(["data", "check", str(root), "--task", "saliency"]) == 1
+    assert "EXIF orientation 6" in capsys.readouterr().out
+
+
+def test_motion_photo_jpeg_is_read_and_truncated_jpeg_is_refused(tmp_path):
+    rgb = cv2.resize(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8), (120, 80))
+    encoded = cv2.imencode(".jpg", rgb)[1].tobytes()
+    (tmp_path / "motion.jpg").write_bytes(encoded + b"\x00\x00\x00\x18ftypmp42" + bytes(4096))  # video after EOI
+    assert read_rgb(tmp_path / "motion.jpg").shape == (80, 120, 3)
+    (tmp_path / "cut.jpg").write_bytes(encoded[: len(encoded) * 2 // 3])
+    from segkit.data.io import BadFileError
+
+    with pytest.raises(BadFileError, match="truncated"):
+        read_rgb(tmp_path / "cut.jpg")
+
+
+@pytest.mark.parametrize("task", ["saliency", "segmentation"])
+def test_tta_on_a_one_pixel_image(tmp_path, checkpoints, task):
+    cv2.imwrite(str(tmp_path / "dot.png"), np.full((1, 1, 3), 200, np.uint8))
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoints[task]), "--input", str(tmp_path / "dot.png"),
+                 "--output", str(out), "--tta"]) == 0  # fmt: skip
+    assert Image.open(out / "dot.png").size == (1, 1)
+
+
+def test_colliding_outputs_and_inputs_are_refused_before_writing(tmp_path, checkpoints, capsys):
+    ckpt = str(checkpoints["saliency"])
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), np.zeros((20, 20, 3), np.uint8))
+    cv2.imwrite(str(folder / "a.png"), np.full((20, 20, 3), 90, np.uint8))
+    assert main(["predict", "--checkpoint", ckpt, "--input", str(folder), "--output", str(tmp_path / "o")]) == 2
+    assert "a.jpg and a.png -> a.png" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    (folder / "a.jpg").unlink()
+    before = (folder / "a.png").read_bytes()
+    code = main(["predict", "--checkpoint", ckpt, "--input", str(folder), "--output", str(folder), "--overwrite"])
+    assert code == 2 and "would replace an input image" in capsys.readouterr().err
+    assert (folder / "a.png").read_bytes() == before
+
+
+def test_a_failed_write_stops_with_the_path_and_leaves_nothing_half_written(tmp_path, checkpoints, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(inputs / f"{name}.png"), np.zeros((20, 20, 3), np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    # b's temporary file name is taken by a folder: its write fails as it would on a read-only or full disk
+    (out / f".b.png.tmp-{os.getpid()}").mkdir()
+    code = main(["predict", "--checkpoint", str(checkpoints["saliency"]), "--input", str(inputs), "--output", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2 and "could not write" in captured.err and "b.png" in captured.err
+    assert "stopped after 1 of 3" in captured.err and "wrote" not in captured.out
+    assert (out / "a.png").stat().st_size > 0 and not (out / "b.png").exists() and not (out / "c.png").exists()
+
+
+def test_empty_folder_missing_json_folder_bad_workers_and_output_file(tmp_path, checkpoints, capsys):
+    (tmp_path / "empty").mkdir()
+    ckpt = str(checkpoints["saliency"])
+    assert main(["predict", "--checkpoint", ckpt, "--input", str(tmp_path / "empty"), "--output", "x"]) == 2
+    assert "holds no image files" in capsys.readouterr().err
+    (tmp_path / "file.txt").write_text("")
+    cv2.imwrite(str(tmp_path / "one.png"), np.zeros((8, 8, 3), np.uint8))
+    assert main(["predict", "--checkpoint", ckpt, "--input", str(tmp_path / "one.png"),
+                 "--output", str(tmp_path / "file.txt")]) == 2  # fmt: skip
+    assert "is a file" in capsys.readouterr().err
+    args = ["eval", "--task", "saliency", "--pred", str(tmp_path), "--gt", str(tmp_path)]
+    assert main([*args, "--json", str(tmp_path / "no" / "s.json")]) == 2
+    assert "does not exist; create it first" in capsys.readouterr().err
+    assert main([*args, "--workers", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers must be a positive" in err and "Traceback" not in err
+
+
+def test_corrupt_file_met_during_training_keeps_last_pt_and_logs(tmp_path):
+    from segkit.data.builtin import BuiltinSpec
+    from segkit.engine.train import train
+    from segkit.errors import SegkitError
+    from segkit.tasks import get_task
+
+    get_task("saliency").make_demo(tmp_path / "d", BuiltinSpec(train_count=4, val_count=2))
+    for victim in sorted((tmp_path / "d" / "DUTS-TR" / "DUTS-TR-Image").iterdir()):
+        victim.write_bytes(b"")
+    cfg = load_config(None, ["task=saliency", f"out_dir={tmp_path}", "name=bad", f"data.root={tmp_path / 'd'}", *TINY])
+    with pytest.raises(SegkitError, match="bad training sample"):
+        train(cfg)
+    log = (tmp_path / "bad" / "train.log").read_text()
+    assert "stopped at step 0" in log and "is empty" in log
+    assert (tmp_path / "bad" / "last.pt").is_file()
