@@ -49,9 +49,20 @@ class Task:
     def read_mask(self, path: Path | str) -> np.ndarray:
         raise NotImplementedError
 
+    mask_readings: ClassVar[tuple[str, ...]] = ("standard",)  # names from segkit.data.masks.MASK_READINGS
+
     def mask_problem(self, mask: np.ndarray, num_classes: int) -> str | None:
         """What is wrong with a ground-truth mask's values, or None."""
         return None
+
+    def mask_surprise(self, mask: np.ndarray) -> str | None:
+        """A value pattern that reads without error but silently changes the mask's meaning, or None."""
+        return None
+
+    def mask_checks(self, reading: str = "standard"):
+        """The check a training source applies to each mask: problems always, surprises unless the user chose
+        how to read the values (``data.mask_values``)."""
+        return _MaskCheck(self.name, reading)
 
     def resize_mask(self, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """A mask brought to ``shape`` (H, W): nearest for class ids, bilinear for grey levels."""
@@ -69,7 +80,7 @@ class Task:
         """Write the built-in dataset to disk in this task's standard layout."""
         raise NotImplementedError
 
-    def dataset_source(self, root: Path | str, split: str) -> SampleSource:
+    def dataset_source(self, root: Path | str, split: str, reading: str = "standard") -> SampleSource:
         """``split`` ("train" or "val") of the dataset in its standard layout under ``root``."""
         raise NotImplementedError
 
@@ -85,26 +96,35 @@ class Task:
         """An augmented mask as the loss's target tensor."""
         raise NotImplementedError
 
-    def source(self, root: Path | str | None, split: str) -> SampleSource:
-        """The samples of ``split``: the built-in data when ``root`` is None, else the dataset under ``root``."""
+    def source(self, root: Path | str | None, split: str, reading: str = "standard") -> SampleSource:
+        """The samples of ``split``: the built-in data when ``root`` is None, else the dataset under ``root``
+        with its mask values read as ``reading`` says (``data.mask_values``)."""
         if root is None:
             from segkit.data.builtin import BuiltinSpec
             from segkit.data.datasets import BuiltinSource
 
             return BuiltinSource(self.builtin_sample, split, self.builtin_classes(), BuiltinSpec())
-        return self.dataset_source(root, split)
+        return self.dataset_source(root, split, reading)
 
     def folder_classes(self, num_classes: int | None) -> tuple[str, ...]:
         """Class names of a plain image/mask folder pair (no dataset to name them)."""
         raise NotImplementedError
 
-    def file_source(self, pairs: list[tuple[Path, Path]], where: str, classes: tuple[str, ...]) -> FileSource:
-        """Image/mask file pairs read with this task's reader and checks."""
+    def file_source(
+        self, pairs: list[tuple[Path, Path]], where: str, classes: tuple[str, ...], reading: str = "standard"
+    ) -> FileSource:
+        """Image/mask file pairs read with this task's reader (values read as ``reading``) and checks."""
         from segkit.data.datasets import FileSource
+        from segkit.data.masks import MaskReader
 
+        if reading not in self.mask_readings:
+            raise SegkitError(
+                f"config key 'data.mask_values' is '{reading}', which {self.name} does not read; "
+                f"valid: {', '.join(self.mask_readings)}"
+            )
         if not pairs:
             raise SegkitError(f"no image/mask pairs found in {where}")
-        return FileSource(pairs, self.read_mask, classes, self.mask_problem)
+        return FileSource(pairs, MaskReader(self.read_mask, reading), classes, self.mask_checks(reading))
 
     # ---------------------------------------------------------------- network
 
@@ -194,6 +214,18 @@ class SaliencyTask(Task):
     default_loss = "bce_iou"
     default_config = "demo_saliency.yaml"
     labels = False
+    mask_readings = ("standard", "nonzero")
+
+    def mask_surprise(self, mask: np.ndarray) -> str | None:
+        from segkit.data.masks import empty_object
+
+        if not empty_object(mask):
+            return None
+        return (
+            "has object pixels but none above 128, so binarised as the benchmarks do (> 128) its object is "
+            "empty: a 0/1 mask, or a palette PNG read as grey? "
+            "Read every non-zero value as object with --set data.mask_values=nonzero"
+        )
 
     def read_mask(self, path: Path | str) -> np.ndarray:
         from segkit.data.io import read_gray
@@ -216,18 +248,18 @@ class SaliencyTask(Task):
 
         return make_saliency_demo(out, spec or BuiltinSpec())
 
-    def dataset_source(self, root: Path | str, split: str) -> SampleSource:
+    def dataset_source(self, root: Path | str, split: str, reading: str = "standard") -> SampleSource:
         """DUTS-TR (train) or DUTS-TE (val) under ``root``."""
         from segkit.data.saliency import find_source, pair_files
 
         found = find_source(root, "DUTS-TR" if split == "train" else "DUTS-TE")
         pairs = pair_files(found.image_dir, found.mask_dir).pairs
-        return self.file_source(pairs, str(found.image_dir), self.builtin_classes())
+        return self.file_source(pairs, str(found.image_dir), self.builtin_classes(), reading)
 
     def check_dataset(self, root: Path | str) -> CheckReport:
         from segkit.data.check import check_root, check_saliency
 
-        return check_saliency(check_root(root))
+        return check_saliency(check_root(root), self.mask_checks())
 
     def train_transform(self, size_px: int):
         from segkit.data.transforms import saliency_train
@@ -308,6 +340,17 @@ class SegmentationTask(Task):
     default_loss = "ce"
     default_config = "demo_segmentation.yaml"
     labels = True
+    mask_readings = ("standard", "255-as-class-1")
+
+    def mask_surprise(self, mask: np.ndarray) -> str | None:
+        from segkit.data.masks import void_only
+
+        if not void_only(mask):
+            return None
+        return (
+            "holds only 0 and 255 where class ids are expected, so its object is 'ignore' (255): a 0/255 "
+            "binary mask? Read 255 as class 1 with --set data.mask_values=255-as-class-1 (and model.num_classes=2)"
+        )
 
     def read_mask(self, path: Path | str) -> np.ndarray:
         from segkit.data.io import read_label
@@ -342,17 +385,17 @@ class SegmentationTask(Task):
 
         return make_segmentation_demo(out, spec or BuiltinSpec())
 
-    def dataset_source(self, root: Path | str, split: str) -> SampleSource:
+    def dataset_source(self, root: Path | str, split: str, reading: str = "standard") -> SampleSource:
         """A PASCAL VOC folder: train = train_aug when its split file exists (else train), val = val."""
         from segkit.data.voc import VOC_CLASSES, voc_samples, voc_train_split
 
         voc_split = voc_train_split(root) if split == "train" else split
-        return self.file_source(voc_samples(root, voc_split), f"{root} ({voc_split})", VOC_CLASSES)
+        return self.file_source(voc_samples(root, voc_split), f"{root} ({voc_split})", VOC_CLASSES, reading)
 
     def check_dataset(self, root: Path | str) -> CheckReport:
         from segkit.data.check import check_root, check_segmentation
 
-        return check_segmentation(check_root(root))
+        return check_segmentation(check_root(root), self.mask_checks())
 
     def train_transform(self, size_px: int):
         from segkit.data.transforms import segmentation_train
@@ -439,6 +482,21 @@ class SegmentationTask(Task):
             shown = ["-" if v is None else f"{v:.4f}" for v in (iou, biou)]
             lines.append(f"{name:<16} {shown[0]:>7} {shown[1]:>7}")
         return "\n".join(lines)
+
+
+class _MaskCheck:
+    """A training source's mask check (picklable: it names its task): the task's problems, and its surprises
+    while the values are read the standard way."""
+
+    def __init__(self, task: str, reading: str) -> None:
+        self.task, self.reading = task, reading
+
+    def __call__(self, mask: np.ndarray, num_classes: int) -> str | None:
+        task = get_task(self.task)
+        problem = task.mask_problem(mask, num_classes)
+        if problem is None and self.reading == "standard":
+            problem = task.mask_surprise(mask)
+        return problem
 
 
 TASKS: dict[str, Task] = {task.name: task for task in (SaliencyTask(), SegmentationTask())}

@@ -159,3 +159,45 @@ def test_corrupt_file_met_during_training_keeps_last_pt_and_logs(tmp_path):
     log = (tmp_path / "bad" / "train.log").read_text()
     assert "stopped at step 0" in log and "is empty" in log
     assert (tmp_path / "bad" / "last.pt").is_file()
+
+
+def test_zero_one_masks_are_said_in_eval_reported_by_check_and_refused_by_train(tmp_path, capsys):
+    rng = np.random.default_rng(11)
+    root = tmp_path / "DUTS-TR"
+    images, masks = root / "DUTS-TR-Image", root / "DUTS-TR-Mask"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(images / f"{i}.jpg"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+        mask = np.zeros((64, 64), np.uint8)
+        mask[10:40, 10:40] = 1  # a 0/1 mask: empty under the standard > 128
+        cv2.imwrite(str(masks / f"{i}.png"), mask)
+    # eval: scored the standard way, and said with the count and an example
+    code = main(["eval", "--task", "saliency", "--pred", str(masks), "--gt", str(masks)])
+    err = capsys.readouterr().err
+    assert code == 0 and "6 ground-truth file(s), e.g." in err and "0/1 mask" in err
+    # data check: a problem per file, exit 1
+    assert main(["data", "check", str(tmp_path), "--task", "saliency"]) == 1
+    assert "none above 128" in capsys.readouterr().out
+    # train: refused with the fix, then trains when told how to read them
+    sets = [s for t in TINY for s in ("--set", t)]
+    args = ["train", "--task", "saliency", "--images", str(images), "--masks", str(masks), *sets]
+    assert main([*args, "--out", str(tmp_path / "r1")]) == 2
+    assert "data.mask_values=nonzero" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "r2"), "--set", "data.mask_values=nonzero"]) == 0
+
+
+def test_zero_255_masks_with_class_ids_expected(tmp_path):
+    from segkit.tasks import get_task
+
+    task = get_task("segmentation")
+    binary = np.zeros((8, 8), np.uint8)
+    binary[2:5, 2:5] = 255
+    assert "only 0 and 255" in task.mask_surprise(binary)
+    voc_like = binary.copy()
+    voc_like[3, 3] = 7  # a class inside a void border: an ordinary VOC mask
+    assert task.mask_surprise(voc_like) is None
+    from segkit.data.masks import MaskReader
+
+    cv2.imwrite(str(tmp_path / "m.png"), binary)
+    assert set(np.unique(MaskReader(task.read_mask, "255-as-class-1")(tmp_path / "m.png"))) == {0, 1}

@@ -57,5 +57,5 @@ def _dataset(task_name: str, pairs: list, size_px: int, num_classes: int) -> Tra
     """The training pipeline of ``task_name`` over ``pairs``, as ``segkit train`` builds it."""
     task = get_task(task_name)
     classes = tuple(f"class {i}" for i in range(num_classes))
-    source = FileSource(pairs, task.read_mask, classes, task.mask_problem)
+    source = FileSource(pairs, task.read_mask, classes, task.mask_checks())
     return TrainDataset(source, task.train_transform(size_px), task.target)

@@ -53,7 +53,7 @@ def _conversion(path: Path) -> str | None:
 
 def check_pair(report: CheckReport, image: Path, mask: Path, read_mask, check_mask=None, num_classes: int = 1) -> None:
     """Read one image/mask pair as training would and record every problem (``check_mask(mask, num_classes)``
-    says what is wrong with a mask's values, when given)."""
+    says what is wrong with a mask's values, or what silently changes their meaning, when given)."""
     try:
         rgb = read_rgb(image)
     except BadFileError as err:
@@ -90,8 +90,9 @@ def _orientation_hint(image: Path, mask_shape: tuple, image_shape: tuple) -> str
     return " (the sizes differ by a quarter turn: is one of the two rotated?)"
 
 
-def check_saliency(root: Path) -> CheckReport:
-    """Every saliency dataset under ``root`` (the layouts of ``segkit.data.saliency``)."""
+def check_saliency(root: Path, check_mask=None) -> CheckReport:
+    """Every saliency dataset under ``root`` (the layouts of ``segkit.data.saliency``); ``check_mask(mask, 1)``
+    names what is wrong with a mask's values."""
     report = CheckReport()
     for source in find_saliency_sources(root):
         pairs = pair_files(source.image_dir, source.mask_dir)
@@ -101,12 +102,12 @@ def check_saliency(root: Path) -> CheckReport:
         for p in pairs.masks_without_image:
             report.problem(p, "mask without an image")
         for image, mask in pairs.pairs:
-            check_pair(report, image, mask, read_gray)
+            check_pair(report, image, mask, read_gray, check_mask)
     return report
 
 
-def check_segmentation(root: Path) -> CheckReport:
-    """Every split of a PASCAL VOC folder."""
+def check_segmentation(root: Path, check_mask=label_range_problem) -> CheckReport:
+    """Every split of a PASCAL VOC folder; ``check_mask(mask, num_classes)`` names what is wrong with a mask."""
     report = CheckReport()
     voc = find_voc_root(root)
     split_dir = voc / "ImageSets" / "Segmentation"
@@ -122,7 +123,7 @@ def check_segmentation(root: Path) -> CheckReport:
             elif not mask.is_file():
                 report.problem(mask, f"listed in {split}.txt but missing")
             else:
-                check_pair(report, image, mask, read_label, label_range_problem, len(VOC_CLASSES))
+                check_pair(report, image, mask, read_label, check_mask, len(VOC_CLASSES))
     listed = {line.split()[0] for f in split_dir.glob("*.txt") for line in f.read_text().splitlines() if line}
     voc_masks = mask_dir(voc, "val")
     for p in list_images(voc_masks) if voc_masks.is_dir() else []:

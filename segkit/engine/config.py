@@ -35,6 +35,7 @@ class DataConfig:
     val_images: str | None = None  # validation folders for images/masks; None: hold out val_fraction of them
     val_masks: str | None = None
     val_fraction: float = 0.1  # share of the images/masks pairs held out for validation without val folders
+    mask_values: str = "standard"  # how mask values are read: standard, nonzero (saliency 0/1 masks), 255-as-class-1
     image_size: int = 128  # training crop (segmentation) / resize (saliency) side, px
     eval_size: int | None = None  # saliency: side the model sees at evaluation (None: image_size)
     batch_size: int = 8  # per process

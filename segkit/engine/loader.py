@@ -68,7 +68,8 @@ def build_sources(task: Task, data, seed: int, num_classes: int | None = None) -
     if not (data.images or data.masks):
         if data.val_images or data.val_masks:
             raise SegkitError("--val-images/--val-masks go with --images/--masks; a dataset root has its own val split")
-        return Sources(task.source(data.root, "train"), task.source(data.root, "val"))
+        reading = data.mask_values
+        return Sources(task.source(data.root, "train", reading), task.source(data.root, "val", reading))
     if not (data.images and data.masks):
         raise SegkitError("--images and --masks go together: pass both folders")
     classes = task.folder_classes(num_classes)
@@ -86,8 +87,8 @@ def build_sources(task: Task, data, seed: int, num_classes: int | None = None) -
             f"validation on {len(val_pairs)} of the {total} pairs of --images, held out (data.val_fraction="
             f"{data.val_fraction}; pass --val-images/--val-masks to validate on your own split)"
         )
-    train = task.file_source(pairs, f"{data.images} + {data.masks}", classes)
-    val = task.file_source(val_pairs, "the validation folders", classes)
+    train = task.file_source(pairs, f"{data.images} + {data.masks}", classes, data.mask_values)
+    val = task.file_source(val_pairs, "the validation folders", classes, data.mask_values)
     return Sources(train, val, "; ".join([where, *notes]))
 
 

@@ -85,6 +85,7 @@ class ChunkResult:
     metrics: SaliencyMetrics | SegmentationMetrics
     resized: list[str] = field(default_factory=list)
     bad: list[tuple[str, str]] = field(default_factory=list)
+    surprising: list[tuple[str, str]] = field(default_factory=list)  # ground truths whose values read oddly
 
 
 def _single_threaded() -> None:
@@ -112,6 +113,9 @@ def _score_chunk(job: Job) -> ChunkResult:
         except BadFileError as err:
             out.bad.append((err.path, err.problem))
             continue
+        surprise = task.mask_surprise(gt)
+        if surprise:
+            out.surprising.append((str(gt_path), surprise))
         if pred.shape != gt.shape:
             if job.strict_size:
                 out.bad.append((str(pred_path), f"size {pred.shape} differs from ground truth {gt.shape}"))
@@ -178,8 +182,20 @@ def evaluate_folders(
         missing=pairing.missing,
         resized=[p for r in results for p in r.resized],
         bad=[{"path": p, "problem": why} for p, why in bad],
-        notes=pairing.notes,
+        notes=pairing.notes + _surprise_notes([x for r in results for x in r.surprising]),
     )
+
+
+def _surprise_notes(surprising: list[tuple[str, str]]) -> list[str]:
+    """One line per kind of ground-truth surprise: how many files, one example, what it means (scores keep the
+    standard reading)."""
+    by_kind: dict[str, list[str]] = {}
+    for path, why in surprising:
+        by_kind.setdefault(why, []).append(path)
+    return [
+        f"{len(paths)} ground-truth file(s), e.g. {paths[0]}, {why.split('? ')[0]}? Scored as read, the standard way"
+        for why, paths in by_kind.items()
+    ]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
