@@ -93,5 +93,5 @@ def test_pretrained_timm_without_network_fails_clearly(monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub reads this at import: set its constant too
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(SegkitError, match="pass a local checkpoint file"):
+    with pytest.raises(SegkitError, match="--set model.pretrained_backbone=/path/to/weights.pth"):
         create_backbone(NAME, pretrained="timm")

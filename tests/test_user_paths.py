@@ -201,3 +201,36 @@ def test_zero_255_masks_with_class_ids_expected(tmp_path):
 
     cv2.imwrite(str(tmp_path / "m.png"), binary)
     assert set(np.unique(MaskReader(task.read_mask, "255-as-class-1")(tmp_path / "m.png"))) == {0, 1}
+
+
+def test_pretrained_timm_offline_fails_at_once_without_a_run_folder(tmp_path, capsys):
+    import time
+
+    sets = [s for t in TINY for s in ("--set", t)]
+    start = time.perf_counter()
+    code = main(["train", "--task", "saliency", "--out", str(tmp_path / "run"), *sets,
+                 "--set", "model.pretrained_backbone=timm"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and time.perf_counter() - start < 30
+    assert "--set model.pretrained_backbone=/path/to/weights.pth" in err and "=null" in err
+    assert err.strip().count("\n") == 0 and not (tmp_path / "run").exists()
+
+
+def test_best_pt_holds_weights_and_config_only(checkpoints):
+    from segkit.engine.checkpoint import read_checkpoint
+
+    best = read_checkpoint(checkpoints["saliency"])
+    last = read_checkpoint(checkpoints["saliency"].with_name("last.pt"))
+    assert "optimizer" not in best and {"model", "config", "task"} <= set(best)
+    assert "optimizer" in last and "rng" in last
+    assert checkpoints["saliency"].stat().st_size < 0.6 * checkpoints["saliency"].with_name("last.pt").stat().st_size
+
+
+def test_a_demo_model_applied_to_other_images_says_what_it_is(tmp_path, checkpoints, capsys):
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((16, 16, 3), np.uint8))
+    ckpt = str(checkpoints["saliency"])
+    assert main(["predict", "--checkpoint", ckpt, "--input", str(tmp_path / "photo.png"), "--output", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("trained only on segkit's built-in generated data") == 1 and "pretrained" in err
+    assert main(["eval", "--checkpoint", ckpt, "--format", "csv"]) == 0  # its own validation data: nothing said
+    assert "built-in generated data" not in capsys.readouterr().err

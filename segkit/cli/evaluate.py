@@ -103,6 +103,8 @@ def run_checkpoint(args: argparse.Namespace) -> int:
         args.checkpoint, args.data, args.split or "val", args.tta, args.output_stride, task=args.task
     )
     task = get_task(result.task)
+    if result.notice:
+        say(result.notice)
     scalars = result.scores.scalars()
     name = Path(args.checkpoint).stem
     print(format_table({name: scalars}, task.metric_keys, args.format, {name: result.scores.count}))

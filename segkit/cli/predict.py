@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     options = PredictOptions(probs=args.probs, overlay=args.overlay, overwrite=args.overwrite)
     output_names(inputs, Path(args.output), options)  # refuse collisions before loading the model
     predictor = Predictor(args.checkpoint or args.model, tta=args.tta)
+    if predictor.notice:
+        say(predictor.notice)
     report = predict_files(predictor, inputs, args.output, options)
     for path, problem in report.failed:
         say(f"skipped {path}: {problem}")

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     methods: dict = dict(named_paths(args.pred, "--pred"))
     class_names: tuple[str, ...] = ()
+    notices: list[str] = []
     for name, ckpt in named_paths(args.checkpoint, "--checkpoint").items():
         if name in methods:
             raise SegkitError(f"method name '{name}' is given twice")
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
         predictor = Predictor(ckpt)
         require_task(args.task, predictor.task, f"checkpoint '{ckpt}'")
+        if predictor.notice and predictor.notice not in notices:
+            notices.append(predictor.notice)
         methods[name] = predictor.predict
         class_names = class_names or predictor.class_names
     if not class_names and args.num_classes == 21:
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         say(f"skipped {len(missing)} rows: {method} lacks {', '.join(missing[:10])}")
     if comp.resized:
         say(f"resized {len(comp.resized)} masks to their image's size: {', '.join(comp.resized[:5])}")
+    for notice in notices:
+        say(notice)
     if len(comp.methods) == 1:
         say("one method only: the inset shows where it errs most along the boundary")
     print(f"wrote {render_figure(comp, args.output)} ({len(comp.rows)} rows)")

@@ -49,6 +49,7 @@ class CheckpointScores:
     task: str
     scores: object  # SaliencyScores or SegmentationScores
     class_names: tuple[str, ...]
+    notice: str | None = None  # said when a demo-data model is scored on other data
 
 
 def evaluate_checkpoint(
@@ -63,7 +64,7 @@ def evaluate_checkpoint(
 
     ``task``, when given, must be the checkpoint's task."""
     from segkit.engine.checkpoint import read_checkpoint
-    from segkit.engine.predictor import load_model
+    from segkit.engine.predictor import builtin_data_notice, load_model
     from segkit.models import prepare_for_inference
 
     trained_for = read_checkpoint(checkpoint)["task"]
@@ -72,4 +73,5 @@ def evaluate_checkpoint(
     source = get_task(trained_for).source(data_root, split)
     settings = inference_settings(trained_for, model.output_stride, model.config, tta=tta)
     scores = evaluate(torch_net(prepare_for_inference(model), "cpu"), source, settings, model.num_classes)
-    return CheckpointScores(trained_for, scores, model.class_names)
+    notice = builtin_data_notice(model.config) if data_root is not None else None
+    return CheckpointScores(trained_for, scores, model.class_names, notice)

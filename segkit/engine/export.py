@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from segkit.engine.inference import inference_settings
-from segkit.engine.predictor import load_model
+from segkit.engine.predictor import builtin_data_notice, load_model
 from segkit.errors import SegkitError
 from segkit.models import prepare_for_inference
 
@@ -54,6 +54,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
         "segkit_size_multiple": str(multiple),
         "segkit_saliency_size": str(settings.saliency_size_px),
         "segkit_class_names": ",".join(getattr(model, "class_names", ())),
+        "segkit_notice": builtin_data_notice(cfg) or "",
     }
     for key, value in meta.items():
         entry = proto.metadata_props.add()

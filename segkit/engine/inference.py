@@ -75,6 +75,20 @@ def _run_padded(net: Net, x: torch.Tensor, multiple: int) -> torch.Tensor:
     return net(padded)[..., :h, :w]
 
 
+LARGE_IMAGE_WINDOWS = 16  # a terminal shows a progress bar over the windows of images needing more than this
+
+
+def _windows_progress(corners: list, h: int, w: int):
+    """The windows, with a progress bar on a terminal when a large image needs many (a 6000x4000 photo: 187)."""
+    import sys
+
+    if len(corners) <= LARGE_IMAGE_WINDOWS or not sys.stderr.isatty():
+        return corners
+    from tqdm import tqdm
+
+    return tqdm(corners, desc=f"{w}x{h} image", unit="window", leave=False)
+
+
 def _sliding(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
     """Logits over windows of ``window_px`` with 1/3 overlap, averaged where windows overlap."""
     h, w = x.shape[-2:]
@@ -87,14 +101,14 @@ def _sliding(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
     ys = ys + [h - win] if h > win and ys[-1] != h - win else ys
     xs = xs + [w - win] if w > win and xs[-1] != w - win else xs
     total, count = None, torch.zeros((1, 1, h, w), device=x.device)
-    for y0 in ys:
-        for x0 in xs:
-            tile = x[..., y0 : y0 + win, x0 : x0 + win]
-            out = _run_padded(net, tile, s.size_multiple).float()
-            if total is None:
-                total = torch.zeros((1, out.shape[1], h, w), device=x.device)
-            total[..., y0 : y0 + tile.shape[-2], x0 : x0 + tile.shape[-1]] += out
-            count[..., y0 : y0 + tile.shape[-2], x0 : x0 + tile.shape[-1]] += 1
+    corners = [(y0, x0) for y0 in ys for x0 in xs]
+    for y0, x0 in _windows_progress(corners, h, w):
+        tile = x[..., y0 : y0 + win, x0 : x0 + win]
+        out = _run_padded(net, tile, s.size_multiple).float()
+        if total is None:
+            total = torch.zeros((1, out.shape[1], h, w), device=x.device)
+        total[..., y0 : y0 + tile.shape[-2], x0 : x0 + tile.shape[-1]] += out
+        count[..., y0 : y0 + tile.shape[-2], x0 : x0 + tile.shape[-1]] += 1
     return total / count
 
 

@@ -40,6 +40,18 @@ def load_model(checkpoint: str | Path, output_stride: int | None = None, device:
     return model.to(device).eval()
 
 
+def builtin_data_notice(config: ExperimentConfig) -> str | None:
+    """A note for models trained only on segkit's built-in generated data, which is what the default run makes:
+    said when such a model meets other images. None for models trained on a dataset or folders."""
+    if config.data.root is not None or config.data.images is not None:
+        return None
+    return (
+        "note: this model was trained only on segkit's built-in generated data (the demo run): on real photos "
+        "it tends to mark any photographic texture as the object. For real use, train with an ImageNet-pretrained "
+        "backbone on real data (README, 'Reproducing the paper')"
+    )
+
+
 class OnnxNet:
     """An onnxruntime session as a ``Net`` (float32 batch in, logits out)."""
 
@@ -64,6 +76,7 @@ class OnnxNet:
         self.saliency_size_px = int(meta.get("segkit_saliency_size", 320))
         names = meta.get("segkit_class_names", "")
         self.class_names = tuple(names.split(",")) if names else ()
+        self.notice = meta.get("segkit_notice") or None
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,7 +88,8 @@ class Predictor:
     """``Predictor(path).predict(image)`` -> the mask (saliency grey map uint8 or class ids) at the image's size.
 
     ``path`` is a segkit checkpoint (.pt) or an exported ONNX model (.onnx); both share the same pre- and
-    post-processing. ``image`` is an RGB uint8 array (H, W, 3). ``task`` is the task's name.
+    post-processing. ``image`` is an RGB uint8 array (H, W, 3). ``task`` is the task's name; ``notice`` is a
+    line to show users when the model was trained only on the built-in demo data (else None).
     """
 
     def __init__(
@@ -87,10 +101,12 @@ class Predictor:
             onnx = OnnxNet(path)
             self.task, self.net, self.class_names = get_task(onnx.task).name, onnx, onnx.class_names
             self.settings = InferenceSettings(onnx.task, onnx.size_multiple, onnx.saliency_size_px, tta, device="cpu")
+            self.notice = onnx.notice
             return
         model = load_model(path, output_stride=output_stride, device=device)
         cfg: ExperimentConfig = model.config
         self.task, self.class_names = cfg.task, model.class_names
+        self.notice = builtin_data_notice(cfg)
         self.net: Net = torch_net(prepare_for_inference(model), device)
         self.settings = inference_settings(cfg.task, model.output_stride, cfg, tta=tta, device=device)
 

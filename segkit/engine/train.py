@@ -113,27 +113,34 @@ def build_run(config: ExperimentConfig, out: Path, info: DistInfo) -> Run:
 # ---------------------------------------------------------------- checkpoints
 
 
-def checkpoint_payload(run: Run) -> dict:
-    return {
+def checkpoint_payload(run: Run, resumable: bool) -> dict:
+    """What a checkpoint holds: the model, its config and what a loader needs; a resumable one (last.pt) also the
+    optimiser, schedule and random states (three times the size with AdamW)."""
+    payload = {
         "format": FORMAT_VERSION,
         "model": run.net.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
         "step": run.step,
         "epoch": run.step // run.steps_per_epoch,
         "best": run.best,
-        "rng": rng_state(),
         "config": to_dict(run.config),
         "task": run.task.name,
         "num_classes": int(getattr(run.net, "num_classes", 1)),
         "class_names": list(run.val_source.class_names),
     }
+    if resumable:
+        payload |= {
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "rng": rng_state(),
+        }
+    return payload
 
 
 def save(run: Run, name: str) -> None:
+    """Write ``name`` in the run folder: last.pt resumable, best.pt (and any other) weights and config only."""
     sync_buffers(run.net, run.info)  # collective: every process calls save
     if run.info.is_main:
-        atomic_save(checkpoint_payload(run), run.out / name)
+        atomic_save(checkpoint_payload(run, resumable=name == "last.pt"), run.out / name)
 
 
 def resume(run: Run, path: Path) -> None:
@@ -227,27 +234,27 @@ def validate_and_keep_best(run: Run, loss: float, log: RunLog, scalars: Scalars)
 # ---------------------------------------------------------------- the run
 
 
-def prepare_run_dir(config: ExperimentConfig, out: Path | None, resume_run: bool, info: DistInfo) -> Path:
+def choose_run_dir(config: ExperimentConfig, out: Path | None, resume_run: bool) -> Path:
+    """The run folder, checked (a new run never writes into a finished one); nothing is created yet."""
     out = Path(out) if out else default_run_dir(config)
     if resume_run:
         if not (out / "last.pt").is_file():
             raise SegkitError(f"--resume: no last.pt in '{out}'; pass the run folder with --out")
-        return out
-    if (out / "last.pt").exists():
+    elif (out / "last.pt").exists():
         raise SegkitError(f"run folder '{out}' already holds a run; pass --resume to continue it or another --out")
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.yaml")
     return out
 
 
 def train(config: ExperimentConfig, out: Path | None = None, resume_run: bool = False) -> TrainResult:
     """Train, evaluate at the interval and at the end, keep last.pt and best.pt."""
     info = init_distributed()
-    out = prepare_run_dir(config, out, resume_run, info)
+    out = choose_run_dir(config, out, resume_run)
     if resume_run:
         config = from_dict(ExperimentConfig, read_checkpoint(out / "last.pt")["config"])
-    run = build_run(config, out, info)
+    run = build_run(config, out, info)  # data and model first: a run that cannot start leaves no folder behind
+    if info.is_main and not resume_run:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
     log = RunLog(out / "train.log", enabled=info.is_main)
     if resume_run:
         resume(run, out / "last.pt")

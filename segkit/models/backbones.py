@@ -93,13 +93,49 @@ def _load_timm_weights(model: nn.Module, name: str) -> None:
 
     canonical = RES2NET_ALIASES.get(name, name)
     timm_name = {target: alias for alias, target in RES2NET_ALIASES.items()}.get(canonical, canonical)
+    unreachable = _hub_unreachable(timm_name)
+    if unreachable:
+        raise SegkitError(_no_timm_weights(timm_name, unreachable))
     try:
         source = timm.create_model(timm_name, pretrained=True)
-    except Exception as err:  # no network, hub unreachable, no weights for the name
-        raise SegkitError(
-            f"could not download timm's pretrained weights for '{timm_name}' ({type(err).__name__}: {err}). "
-            "Without network access, pass a local checkpoint file instead: pretrained='/path/to/weights.pth'."
-        ) from None
+    except Exception as err:  # hub refused, no weights for the name, damaged download
+        raise SegkitError(_no_timm_weights(timm_name, f"{type(err).__name__}: {str(err)[:200]}")) from None
     state = {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}
     target = model.body if isinstance(model, TimmFeatures) else model
     target.load_state_dict(state, strict=True)
+
+
+def _no_timm_weights(timm_name: str, why: str) -> str:
+    return (
+        f"model.pretrained_backbone=timm needs timm's ImageNet weights for '{timm_name}', which could not be "
+        f"fetched ({why}). Pass a local checkpoint file instead (the official .pth or timm's): "
+        "--set model.pretrained_backbone=/path/to/weights.pth (Python: pretrained='/path/to/weights.pth'), "
+        "or train from scratch: --set model.pretrained_backbone=null"
+    )
+
+
+def _hub_unreachable(timm_name: str) -> str | None:
+    """Why timm's weights cannot come from the Hugging Face Hub right now, or None: a second's check, so that an
+    offline machine fails at once instead of after the hub client's retries."""
+    import os
+    import socket
+
+    try:
+        import timm
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
+    except Exception:  # noqa: BLE001 - no pretrained config to check: let timm itself say what is wrong
+        return None
+    if hub_id and any(
+        isinstance(try_to_load_from_cache(hub_id, f), str) for f in ("model.safetensors", "pytorch_model.bin")
+    ):
+        return None  # cached: no network needed
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return "HF_HUB_OFFLINE is set and the weights are not in the local cache"
+    host = constants.ENDPOINT.split("://")[-1].split("/")[0]
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as err:
+        return f"{host} is unreachable from this machine: {err.strerror or err}; nothing in the local cache"
+    return None
