@@ -229,7 +229,8 @@ def test_best_pt_holds_weights_and_config_only(checkpoints):
 def test_a_demo_model_applied_to_other_images_says_what_it_is(tmp_path, checkpoints, capsys):
     cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((16, 16, 3), np.uint8))
     ckpt = str(checkpoints["saliency"])
-    assert main(["predict", "--checkpoint", ckpt, "--input", str(tmp_path / "photo.png"), "--output", str(tmp_path / "o")]) == 0
+    photo, out = str(tmp_path / "photo.png"), str(tmp_path / "o")
+    assert main(["predict", "--checkpoint", ckpt, "--input", photo, "--output", out]) == 0
     err = capsys.readouterr().err
     assert err.count("trained only on segkit's built-in generated data") == 1 and "pretrained" in err
     assert main(["eval", "--checkpoint", ckpt, "--format", "csv"]) == 0  # its own validation data: nothing said
