@@ -50,6 +50,8 @@ def _looks_truncated(suffix: str, data: np.ndarray) -> bool:
     decodes both partially, filling the missing rows with grey. Data after a JPEG's end (a motion photo's video)
     is allowed."""
     if suffix in (".jpg", ".jpeg"):
+        if data[-2:].tobytes() == b"\xff\xd9":
+            return False  # ends with its end-of-image marker: the common case, no walk needed
         complete = jpeg_reaches_end(data.tobytes())
         return (b"\xff\xd9" not in data[-1024:].tobytes()) if complete is None else not complete
     if suffix == ".png":
