@@ -70,7 +70,7 @@ def evaluate_checkpoint(
     trained_for = read_checkpoint(checkpoint)["task"]
     require_task(task, trained_for, f"checkpoint '{checkpoint}'")
     model = load_model(checkpoint, output_stride=output_stride)
-    source = get_task(trained_for).source(data_root, split)
+    source = get_task(trained_for).source(data_root, split, model.config.data.mask_values)
     settings = inference_settings(trained_for, model.output_stride, model.config, tta=tta)
     scores = evaluate(torch_net(prepare_for_inference(model), "cpu"), source, settings, model.num_classes)
     notice = builtin_data_notice(model.config) if data_root is not None else None
