@@ -55,8 +55,9 @@ class Task:
         """What is wrong with a ground-truth mask's values, or None."""
         return None
 
-    def mask_surprise(self, mask: np.ndarray) -> str | None:
-        """A value pattern that reads without error but silently changes the mask's meaning, or None."""
+    def mask_surprise(self, mask: np.ndarray, path: Path | str | None = None) -> str | None:
+        """A value pattern that reads without error but silently changes the mask's meaning, or None (``path``,
+        when known, lets the file's format be asked too)."""
         return None
 
     def mask_checks(self, reading: str = "standard"):
@@ -216,16 +217,18 @@ class SaliencyTask(Task):
     labels = False
     mask_readings = ("standard", "nonzero")
 
-    def mask_surprise(self, mask: np.ndarray) -> str | None:
-        from segkit.data.masks import empty_object
+    def mask_surprise(self, mask: np.ndarray, path: Path | str | None = None) -> str | None:
+        from segkit.data.masks import palette_read_as_grey, zero_one
 
-        if not empty_object(mask):
-            return None
-        return (
-            "has object pixels but none above 128, so binarised as the benchmarks do (> 128) its object is "
-            "empty: a 0/1 mask, or a palette PNG read as grey? "
-            "Read every non-zero value as object with --set data.mask_values=nonzero"
-        )
+        fix = "Read every non-zero value as object with --set data.mask_values=nonzero"
+        if zero_one(mask):
+            return f"holds only 0 and 1 (a 0/1 mask): binarised as the benchmarks do (> 128) its object is empty. {fix}"
+        if palette_read_as_grey(mask, path):
+            return (
+                "is a palette PNG whose colours read as grey levels of 128 or less: binarised as the benchmarks do "
+                f"(> 128) its object is empty. {fix}"
+            )
+        return None
 
     def read_mask(self, path: Path | str) -> np.ndarray:
         from segkit.data.io import read_gray
@@ -342,7 +345,7 @@ class SegmentationTask(Task):
     labels = True
     mask_readings = ("standard", "255-as-class-1")
 
-    def mask_surprise(self, mask: np.ndarray) -> str | None:
+    def mask_surprise(self, mask: np.ndarray, path: Path | str | None = None) -> str | None:
         from segkit.data.masks import void_only
 
         if not void_only(mask):
@@ -491,11 +494,11 @@ class _MaskCheck:
     def __init__(self, task: str, reading: str) -> None:
         self.task, self.reading = task, reading
 
-    def __call__(self, mask: np.ndarray, num_classes: int) -> str | None:
+    def __call__(self, mask: np.ndarray, num_classes: int, path: Path | str | None = None) -> str | None:
         task = get_task(self.task)
         problem = task.mask_problem(mask, num_classes)
         if problem is None and self.reading == "standard":
-            problem = task.mask_surprise(mask)
+            problem = task.mask_surprise(mask, path)
         return problem
 
 

@@ -178,13 +178,28 @@ def test_zero_one_masks_are_said_in_eval_reported_by_check_and_refused_by_train(
     assert code == 0 and "6 ground-truth file(s), e.g." in err and "0/1 mask" in err
     # data check: a problem per file, exit 1
     assert main(["data", "check", str(tmp_path), "--task", "saliency"]) == 1
-    assert "none above 128" in capsys.readouterr().out
+    assert "holds only 0 and 1" in capsys.readouterr().out
     # train: refused with the fix, then trains when told how to read them
     sets = [s for t in TINY for s in ("--set", t)]
     args = ["train", "--task", "saliency", "--images", str(images), "--masks", str(masks), *sets]
     assert main([*args, "--out", str(tmp_path / "r1")]) == 2
     assert "data.mask_values=nonzero" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "r2"), "--set", "data.mask_values=nonzero"]) == 0
+
+
+def test_palette_mask_read_as_grey_is_named_but_grey_levels_are_not(tmp_path):
+    from segkit.data.voc import save_label_png
+    from segkit.tasks import get_task
+
+    task = get_task("saliency")
+    labels = np.zeros((16, 16), np.uint8)
+    labels[4:10, 4:10] = 1  # VOC's class 1 colour, dark red, reads as grey 38
+    save_label_png(tmp_path / "palette.png", labels)
+    assert "palette PNG" in task.mask_surprise(task.read_mask(tmp_path / "palette.png"), tmp_path / "palette.png")
+    grey = np.zeros((16, 16), np.uint8)
+    grey[4:10, 4:10] = 100  # a faint grey-level object (PASCAL-S style): read as it is, nothing to say
+    cv2.imwrite(str(tmp_path / "grey.png"), grey)
+    assert task.mask_surprise(task.read_mask(tmp_path / "grey.png"), tmp_path / "grey.png") is None
 
 
 def test_zero_255_masks_with_class_ids_expected(tmp_path):

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from segkit.engine.precision import autocast, bf16_supported
+from segkit.engine.precision import autocast
+from segkit.hardware import bf16_feature, bf16_supported
 from segkit.models import create_backbone, prepare_for_inference
 
 RES2NET_VARIANTS = ("res2net50_48w_2s", "res2net50_26w_4s", "res2net50_14w_8s", "res2net50_26w_6s", "res2net50_26w_8s")
@@ -46,6 +47,7 @@ class Row:
     implementation: str  # "segkit" or "timm"
     latency_eager_ms: float | None = None
     latency_fast_ms: float | None = None
+    latency_bf16_ms: float | None = None  # the fast path in bf16 (weights and activations), where native
     throughput_eager_img_s: float | None = None
     throughput_fast_img_s: float | None = None
     train_step_default_ms: float | None = None  # NCHW, fp32: timm's default
@@ -122,6 +124,8 @@ def _measure(model: nn.Module, row: Row, s: BenchSettings, device: torch.device,
     fast = prepare_for_inference(model)
     row.latency_eager_ms = _forward_ms(model, x1, s, device)
     row.latency_fast_ms = _forward_ms(fast, x1, s, device)
+    if bf16_supported(device):
+        row.latency_bf16_ms = _forward_ms(prepare_for_inference(model, precision="bf16"), x1, s, device)
     row.throughput_eager_img_s = s.throughput_batch * 1e3 / _forward_ms(model, xb, s, device)
     row.throughput_fast_img_s = s.throughput_batch * 1e3 / _forward_ms(fast, xb, s, device)
     if train:
@@ -147,10 +151,22 @@ def machine_info(device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "device": str(device),
         "bf16": bf16_supported(device),
+        "bf16_feature": bf16_feature(device),
+        "cpu_model": _cpu_model(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def run_backbone_bench(s: BenchSettings, progress: Callable[[str], None] = print) -> BenchResult:
@@ -178,7 +194,13 @@ def _ratios(rows: list[Row]) -> dict[str, float]:
     timm_r = by[(TIMM_REFERENCE, "timm")]
     ours = by[(TIMM_REFERENCE, "segkit")]
     base = by[(BASELINE, "timm")]
-    return {
+    bf16 = {}
+    if ours.latency_bf16_ms and base.latency_bf16_ms:
+        bf16 = {
+            "bf16_fast_vs_timm_eager_fp32_speedup": timm_r.latency_eager_ms / ours.latency_bf16_ms,
+            "res2net_over_resnet_latency_bf16": ours.latency_bf16_ms / base.latency_bf16_ms,
+        }
+    return bf16 | {
         "fast_vs_timm_eager_speedup": timm_r.latency_eager_ms / ours.latency_fast_ms,
         "segkit_eager_vs_timm_eager_speedup": timm_r.latency_eager_ms / ours.latency_eager_ms,
         "train_segkit_layout_vs_timm_default_speedup": timm_r.train_step_default_ms / ours.train_step_segkit_layout_ms,
@@ -193,11 +215,13 @@ def _ratios(rows: list[Row]) -> dict[str, float]:
 def format_table(result: BenchResult) -> str:
     s = result.settings
     head = (
-        f"{'model':<20} {'impl':<7} {'lat eager ms':>12} {'lat fast ms':>11} "
+        f"{'model':<20} {'impl':<7} {'lat eager ms':>12} {'lat fast ms':>11} {'lat bf16 ms':>11} "
         f"{'thr eager/s':>11} {'thr fast/s':>10} {'train default ms':>16} {'train segkit ms':>15}"
     )
     lines = [
-        f"segkit bench backbone on {result.machine['device']} ({result.machine.get('gpu', result.machine['cpu'])}), "
+        f"segkit bench backbone on {result.machine['device']} "
+        f"({result.machine.get('gpu', result.machine.get('cpu_model', result.machine['cpu']))}; "
+        f"{result.machine.get('bf16_feature', '')}), "
         f"{result.machine['date']}, torch {result.machine['torch']}, {result.machine['threads']} threads",
         f"latency: batch 1 at {s.latency_size_px}px; throughput: batch {s.throughput_batch} at "
         f"{s.throughput_size_px}px; train step: batch {s.train_batch} at {s.train_size_px}px, default = NCHW fp32, "
@@ -208,6 +232,7 @@ def format_table(result: BenchResult) -> str:
     for r in result.rows:
         lines.append(
             f"{r.model:<20} {r.implementation:<7} {r.latency_eager_ms:>12.1f} {r.latency_fast_ms:>11.1f} "
+            f"{(f'{r.latency_bf16_ms:.1f}' if r.latency_bf16_ms else '-'):>11} "
             f"{r.throughput_eager_img_s:>11.1f} {r.throughput_fast_img_s:>10.1f} "
             f"{r.train_step_default_ms:>16.1f} {r.train_step_segkit_layout_ms:>15.1f}"
         )

@@ -91,3 +91,28 @@ def _shortest(path: Path, os) -> str:
     except ValueError:  # another drive (Windows)
         return absolute
     return relative if len(relative) < len(absolute) and not relative.startswith("../..") else absolute
+
+
+def add_precision_flags(parser, default: str | None = "auto") -> None:
+    """--precision and --compile, the same for every command that runs a model (None as default: auto)."""
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=default,
+        help="auto (default): bf16 where the hardware runs it natively (a CUDA GPU with bf16, a CPU with "
+        "AVX512-BF16 or AMX), fp32 elsewhere; bf16 on hardware without it is refused (exit 2: it would be slower)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network (a one-off compilation per input size; worth it for long jobs)",
+    )
+
+
+def predictor(path: str, args, **kwargs):
+    """A Predictor with the command's --precision/--compile, its choice said once."""
+    from segkit.engine.predictor import Predictor
+
+    loaded = Predictor(path, precision=args.precision or "auto", compile=args.compile, **kwargs)
+    say(f"{Path(path).name}: {loaded.describe()}")
+    return loaded

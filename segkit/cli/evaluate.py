@@ -5,11 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 
-from segkit.cli.common import add_task_flag, check_writable_parent, named_paths, refuse_flags, say, write_json
+from segkit.cli.common import (
+    add_precision_flags,
+    add_task_flag,
+    check_writable_parent,
+    named_paths,
+    refuse_flags,
+    say,
+    write_json,
+)
 from segkit.errors import SegkitError
 
 # flags of one mode that the other would silently ignore
-CHECKPOINT_ONLY = {"data": "--data", "split": "--split", "tta": "--tta", "output_stride": "--output-stride"}
+CHECKPOINT_ONLY = {
+    "data": "--data",
+    "split": "--split",
+    "tta": "--tta",
+    "output_stride": "--output-stride",
+    "precision": "--precision",
+    "compile": "--compile",
+}
 FOLDERS_ONLY = {"gt": "--gt", "strict_size": "--strict-size", "workers": "--workers", "num_classes": "--num-classes"}
 
 
@@ -48,6 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a prediction of another size than its ground truth is an error (default: resized)",
     )
     ev.add_argument("--workers", type=int, help="processes reading and scoring (default: CPUs)")
+    add_precision_flags(ev, default=None)
     ev.set_defaults(run=run)
 
 
@@ -100,8 +116,16 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     from segkit.tasks import get_task
 
     result = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split or "val", args.tta, args.output_stride, task=args.task
+        args.checkpoint,
+        args.data,
+        args.split or "val",
+        args.tta,
+        args.output_stride,
+        task=args.task,
+        precision=args.precision or "auto",
+        compile=args.compile,
     )
+    say(f"{Path(args.checkpoint).name}: {result.how}")
     task = get_task(result.task)
     if result.notice:
         say(result.notice)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from segkit.cli.common import say
+from segkit.cli.common import add_precision_flags, predictor, say
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--overlay", action="store_true", help="also write the mask blended over the image")
     pr.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
     pr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_precision_flags(pr)
     pr.set_defaults(run=run)
 
 
@@ -34,15 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from segkit.engine.predict import PredictOptions, expand_inputs, output_names, predict_files
-    from segkit.engine.predictor import Predictor
 
     inputs = expand_inputs(args.input)
     options = PredictOptions(probs=args.probs, overlay=args.overlay, overwrite=args.overwrite)
     output_names(inputs, Path(args.output), options)  # refuse collisions before loading the model
-    predictor = Predictor(args.checkpoint or args.model, tta=args.tta)
-    if predictor.notice:
-        say(predictor.notice)
-    report = predict_files(predictor, inputs, args.output, options)
+    model = predictor(args.checkpoint or args.model, args, tta=args.tta)
+    if model.notice:
+        say(model.notice)
+    report = predict_files(model, inputs, args.output, options)
     for path, problem in report.failed:
         say(f"skipped {path}: {problem}")
     failed = f"; {len(report.failed)} inputs failed" if report.failed else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from segkit.cli.common import add_task_flag, named_paths, say
+from segkit.cli.common import add_precision_flags, add_task_flag, named_paths, predictor, say
 from segkit.errors import SegkitError
 
 
@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rd.add_argument("--sort", action="store_true", help="rows ordered by how much the methods differ")
     rd.add_argument("--max-rows", type=int, default=0, help="at most N rows in the figure")
     rd.add_argument("--num-classes", type=int, default=21, help="segmentation classes (default 21, VOC)")
+    add_precision_flags(rd)
     rd.set_defaults(run=run)
 
 
@@ -41,15 +42,14 @@ def run(args: argparse.Namespace) -> int:
     for name, ckpt in named_paths(args.checkpoint, "--checkpoint").items():
         if name in methods:
             raise SegkitError(f"method name '{name}' is given twice")
-        from segkit.engine.predictor import Predictor
         from segkit.tasks import require_task
 
-        predictor = Predictor(ckpt)
-        require_task(args.task, predictor.task, f"checkpoint '{ckpt}'")
-        if predictor.notice and predictor.notice not in notices:
-            notices.append(predictor.notice)
-        methods[name] = predictor.predict
-        class_names = class_names or predictor.class_names
+        model = predictor(ckpt, args)
+        require_task(args.task, model.task, f"checkpoint '{ckpt}'")
+        if model.notice and model.notice not in notices:
+            notices.append(model.notice)
+        methods[name] = model.predict
+        class_names = class_names or model.class_names
     if not class_names and args.num_classes == 21:
         from segkit.data.voc import VOC_CLASSES
 

@@ -70,7 +70,7 @@ def check_pair(report: CheckReport, image: Path, mask: Path, read_mask, check_ma
     problem = size_mismatch(m.shape, rgb.shape, image.name)
     if problem:
         report.problem(mask, problem + _orientation_hint(image, m.shape, rgb.shape))
-    problem = check_mask(m, num_classes) if check_mask else None
+    problem = check_mask(m, num_classes, mask) if check_mask else None
     if problem:
         report.problem(mask, problem)
 
@@ -106,7 +106,7 @@ def check_saliency(root: Path, check_mask=None) -> CheckReport:
     return report
 
 
-def check_segmentation(root: Path, check_mask=label_range_problem) -> CheckReport:
+def check_segmentation(root: Path, check_mask=None) -> CheckReport:
     """Every split of a PASCAL VOC folder; ``check_mask(mask, num_classes)`` names what is wrong with a mask."""
     report = CheckReport()
     voc = find_voc_root(root)
@@ -123,13 +123,17 @@ def check_segmentation(root: Path, check_mask=label_range_problem) -> CheckRepor
             elif not mask.is_file():
                 report.problem(mask, f"listed in {split}.txt but missing")
             else:
-                check_pair(report, image, mask, read_label, check_mask, len(VOC_CLASSES))
+                check_pair(report, image, mask, read_label, check_mask or _label_check, len(VOC_CLASSES))
     listed = {line.split()[0] for f in split_dir.glob("*.txt") for line in f.read_text().splitlines() if line}
     voc_masks = mask_dir(voc, "val")
     for p in list_images(voc_masks) if voc_masks.is_dir() else []:
         if p.stem not in listed:
             report.problem(p, "mask not listed in any split file")
     return report
+
+
+def _label_check(mask: np.ndarray, num_classes: int, path: Path) -> str | None:
+    return label_range_problem(mask, num_classes)
 
 
 def check_root(root: Path | str) -> Path:

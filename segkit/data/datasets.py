@@ -23,7 +23,7 @@ from segkit.data.io import BadFileError, read_rgb
 from segkit.data.transforms import image_tensor
 
 MaskReader = Callable[[Path], np.ndarray]
-MaskCheck = Callable[[np.ndarray, int], "str | None"]  # (mask, num_classes) -> problem or None
+MaskCheck = Callable[[np.ndarray, int, Path], "str | None"]  # (mask, num_classes, path) -> problem or None
 
 
 class SampleSource:
@@ -78,7 +78,7 @@ class FileSource(SampleSource):
         mask = self.read_mask(mask_path)
         problem = size_mismatch(mask.shape, image.shape, image_path.name)
         if problem is None and self.check_mask is not None:
-            problem = self.check_mask(mask, self.num_classes)
+            problem = self.check_mask(mask, self.num_classes, mask_path)
         if problem:
             raise BadFileError(mask_path, problem)
         return image, mask, image_path.stem

@@ -22,9 +22,22 @@ MASK_READINGS = {
 }
 
 
-def empty_object(mask: np.ndarray) -> bool:
-    """A grey-level mask with non-zero pixels but none above 128: binarised at > 128 its object is empty."""
-    return bool(mask.any()) and int(mask.max()) <= 128
+def zero_one(mask: np.ndarray) -> bool:
+    """A mask whose values are all 0 or 1 (with some 1): a 0/1 mask, whose object is empty at > 128."""
+    return bool(mask.any()) and int(mask.max()) == 1
+
+
+def palette_read_as_grey(mask: np.ndarray, path: Path | str | None) -> bool:
+    """A palette PNG whose object, read as grey levels (its colours' brightness), is empty at > 128."""
+    if path is None or not mask.any() or int(mask.max()) > 128:
+        return False
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.mode == "P"
+    except (UnidentifiedImageError, OSError):
+        return False
 
 
 def void_only(mask: np.ndarray) -> bool:

@@ -50,6 +50,7 @@ class CheckpointScores:
     scores: object  # SaliencyScores or SegmentationScores
     class_names: tuple[str, ...]
     notice: str | None = None  # said when a demo-data model is scored on other data
+    how: str = ""  # the precision that ran, and whether compiled
 
 
 def evaluate_checkpoint(
@@ -59,12 +60,16 @@ def evaluate_checkpoint(
     tta: bool = False,
     output_stride: int | None = None,
     task: str | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> CheckpointScores:
-    """Score a checkpoint on ``split`` of ``data_root`` (the built-in data when None) at original sizes.
+    """Score a checkpoint on ``split`` of ``data_root`` (the built-in data when None) at original sizes, on the
+    CPU, in ``precision`` ("fp32", "bf16" or "auto": bf16 where native), compiled when ``compile``.
 
     ``task``, when given, must be the checkpoint's task."""
     from segkit.engine.checkpoint import read_checkpoint
     from segkit.engine.predictor import builtin_data_notice, load_model
+    from segkit.hardware import bf16_feature, resolve_precision
     from segkit.models import prepare_for_inference
 
     trained_for = read_checkpoint(checkpoint)["task"]
@@ -72,6 +77,9 @@ def evaluate_checkpoint(
     model = load_model(checkpoint, output_stride=output_stride)
     source = get_task(trained_for).source(data_root, split, model.config.data.mask_values)
     settings = inference_settings(trained_for, model.output_stride, model.config, tta=tta)
-    scores = evaluate(torch_net(prepare_for_inference(model), "cpu"), source, settings, model.num_classes)
+    precision = resolve_precision(precision, "cpu")
+    fast = prepare_for_inference(model, precision=precision, compile=compile)
+    scores = evaluate(torch_net(fast, "cpu"), source, settings, model.num_classes)
     notice = builtin_data_notice(model.config) if data_root is not None else None
-    return CheckpointScores(trained_for, scores, model.class_names, notice)
+    how = f"precision {precision} ({bf16_feature('cpu')})" + (", compiled" if compile else "")
+    return CheckpointScores(trained_for, scores, model.class_names, notice, how)

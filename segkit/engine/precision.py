@@ -6,17 +6,7 @@ import contextlib
 
 import torch
 
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 matrix math runs natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX (oneDNN)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
+from segkit.hardware import bf16_supported
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:

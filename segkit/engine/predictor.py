@@ -15,6 +15,7 @@ from segkit.engine.checkpoint import read_checkpoint
 from segkit.engine.config import ExperimentConfig, from_dict
 from segkit.engine.inference import InferenceSettings, Net, inference_settings, predict_probs, torch_net
 from segkit.errors import SegkitError
+from segkit.hardware import bf16_feature, resolve_precision
 from segkit.models import model_from_config, prepare_for_inference
 from segkit.tasks import get_task
 
@@ -90,25 +91,45 @@ class Predictor:
     ``path`` is a segkit checkpoint (.pt) or an exported ONNX model (.onnx); both share the same pre- and
     post-processing. ``image`` is an RGB uint8 array (H, W, 3). ``task`` is the task's name; ``notice`` is a
     line to show users when the model was trained only on the built-in demo data (else None).
+
+    ``precision``: ``"auto"`` (bf16 where the device runs it natively: a CUDA GPU with bf16, a CPU with
+    AVX512-BF16 or AMX; fp32 elsewhere), ``"fp32"`` or ``"bf16"``; ``self.precision`` says which runs. ``compile``:
+    ``torch.compile`` the network (worth it for long jobs at one input size). ONNX models run in fp32.
     """
 
     def __init__(
-        self, path: str | Path, tta: bool = False, device: str | None = None, output_stride: int | None = None
+        self,
+        path: str | Path,
+        tta: bool = False,
+        device: str | None = None,
+        output_stride: int | None = None,
+        precision: str = "auto",
+        compile: bool = False,
     ) -> None:
         path = Path(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.compiled = False
         if path.suffix.lower() == ".onnx":
             onnx = OnnxNet(path)
             self.task, self.net, self.class_names = get_task(onnx.task).name, onnx, onnx.class_names
             self.settings = InferenceSettings(onnx.task, onnx.size_multiple, onnx.saliency_size_px, tta, device="cpu")
-            self.notice = onnx.notice
+            self.notice, self.precision = onnx.notice, "fp32"
             return
+        self.precision = resolve_precision(precision, device)
         model = load_model(path, output_stride=output_stride, device=device)
         cfg: ExperimentConfig = model.config
         self.task, self.class_names = cfg.task, model.class_names
         self.notice = builtin_data_notice(cfg)
-        self.net: Net = torch_net(prepare_for_inference(model), device)
+        fast = prepare_for_inference(model, precision=self.precision, compile=compile)
+        self.compiled = compile
+        self.net: Net = torch_net(fast, device)
         self.settings = inference_settings(cfg.task, model.output_stride, cfg, tta=tta, device=device)
+
+    def describe(self) -> str:
+        """One line: the precision that runs and why, and whether the network is compiled."""
+        return f"precision {self.precision} ({bf16_feature(self.settings.device)})" + (
+            ", compiled" if self.compiled else ""
+        )
 
     def predict_probs(self, image: np.ndarray) -> np.ndarray:
         """Probabilities at the image's size: (H, W) for saliency, (C, H, W) for segmentation."""

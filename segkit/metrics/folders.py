@@ -113,7 +113,7 @@ def _score_chunk(job: Job) -> ChunkResult:
         except BadFileError as err:
             out.bad.append((err.path, err.problem))
             continue
-        surprise = task.mask_surprise(gt)
+        surprise = task.mask_surprise(gt, gt_path)
         if surprise:
             out.surprising.append((str(gt_path), surprise))
         if pred.shape != gt.shape:
@@ -193,7 +193,7 @@ def _surprise_notes(surprising: list[tuple[str, str]]) -> list[str]:
     for path, why in surprising:
         by_kind.setdefault(why, []).append(path)
     return [
-        f"{len(paths)} ground-truth file(s), e.g. {paths[0]}, {why.split('? ')[0]}? Scored as read, the standard way"
+        f"{len(paths)} ground-truth file(s), e.g. {paths[0]}, {why.split('. ')[0]}; scored as read, the standard way"
         for why, paths in by_kind.items()
     ]
 

@@ -1,0 +1,96 @@
+"""The inference path's precision and compilation: auto picks what the hardware runs natively, bf16 masks agree
+with fp32, a model that cannot compile runs eagerly after one line. Speed is measured by `segkit bench`, not here."""
+
+import numpy as np
+import pytest
+import torch
+
+import segkit.hardware
+from segkit.cli import main
+from segkit.engine.config import load_config
+
+TINY = [
+    "data.image_size=64", "data.batch_size=4", "data.workers=0", "eval.max_images=4",
+    "model.backbone=res2net50_14w_8s", "model.decoder_channels=16",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Small models trained enough to make real decisions (40 steps on the built-in data)."""
+    from segkit.engine.train import train
+
+    out = tmp_path_factory.mktemp("prec")
+    runs = {}
+    for task in ("saliency", "segmentation"):
+        cfg = load_config(None, [f"task={task}", f"out_dir={out}", f"name={task}", "schedule.max_steps=40", *TINY])
+        runs[task] = train(cfg).run_dir / "best.pt"
+    return runs
+
+
+def test_auto_is_fp32_without_native_bf16_and_bf16_with_it(trained, monkeypatch):
+    import segkit
+
+    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: False)
+    assert segkit.Predictor(trained["saliency"], device="cpu").precision == "fp32"
+    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: True)
+    assert segkit.Predictor(trained["saliency"], device="cpu").precision == "bf16"
+
+
+def test_bf16_input_refused_message_says_why(monkeypatch, tmp_path, trained, capsys):
+    import cv2
+
+    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: False)
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    args = ["predict", "--checkpoint", str(trained["saliency"]), "--input", str(tmp_path / "a.png")]
+    assert main([*args, "--output", str(tmp_path / "o"), "--precision", "bf16"]) == 2
+    err = capsys.readouterr().err
+    assert "no native bf16" in err and "slower than fp32" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not segkit.hardware.bf16_supported("cpu"), reason="this CPU has no native bf16")
+@pytest.mark.parametrize("task", ["saliency", "segmentation"])
+def test_bf16_masks_agree_with_fp32_on_the_builtin_validation_split(trained, task):
+    from segkit.engine.evaluate import evaluate
+    from segkit.engine.inference import inference_settings, predict_probs, torch_net
+    from segkit.engine.predictor import load_model
+    from segkit.models import prepare_for_inference
+    from segkit.tasks import get_task
+
+    model = load_model(trained[task])
+    spec = get_task(task)
+    source = spec.source(None, "val")
+    settings = inference_settings(task, model.output_stride, model.config)
+    nets = {p: torch_net(prepare_for_inference(model, precision=p), "cpu") for p in ("fp32", "bf16")}
+    same = total = 0
+    for i in range(len(source)):
+        image, _, _ = source.load(i)
+        masks = {p: spec.to_mask(predict_probs(net, image, settings)) for p, net in nets.items()}
+        decided = {p: spec.decisions(m) for p, m in masks.items()}  # binary decision / class id per pixel
+        same += int((decided["fp32"] == decided["bf16"]).sum())
+        total += decided["fp32"].size
+    assert same / total >= 0.995, f"{same / total:.4f} of pixels identical"
+    scores = {p: evaluate(net, source, settings, model.num_classes).scalars() for p, net in nets.items()}
+    for key, value in scores["fp32"].items():
+        assert abs(scores["bf16"][key] - value) <= 0.002, (key, value, scores["bf16"][key])
+
+
+def test_a_model_that_cannot_compile_runs_eagerly_after_one_line(monkeypatch, capsys):
+    from segkit.models import create_model, prepare_for_inference
+
+    def broken_compile(module, **kwargs):
+        def run(x):
+            raise RuntimeError("inductor exploded\nlong details")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model = create_model("saliency", backbone="res2net50_14w_8s", decoder_channels=16).eval()
+    fast = prepare_for_inference(model, compile=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        got, again, want = fast(x), fast(x), prepare_for_inference(model)(x)
+    assert torch.allclose(got, want) and torch.allclose(again, want)
+    err = capsys.readouterr().err
+    assert err.count("torch.compile failed (RuntimeError: inductor exploded)") == 1
