@@ -43,13 +43,18 @@ def tiny(tmp_path_factory):
     ).run_dir
 
 
-def test_auto_is_fp32_without_native_bf16_and_bf16_with_it(tiny, monkeypatch):
+def test_auto_is_fp32_without_native_bf16_and_bf16_where_it_is_native_and_faster(tiny, monkeypatch):
     import segkit
 
     monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: False)
     assert segkit.Predictor(tiny / "best.pt", device="cpu").precision == "fp32"
     monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 2.7)  # an EPYC with AVX512-BF16
     assert segkit.Predictor(tiny / "best.pt", device="cpu").precision == "bf16"
+    monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 0.57)  # native, but slower: measured here
+    assert segkit.Predictor(tiny / "best.pt", device="cpu").precision == "fp32"
+    explicit = segkit.Predictor(tiny / "best.pt", device="cpu", precision="bf16")  # asked for: native, so it runs
+    assert explicit.precision == "bf16"
 
 
 def test_bf16_input_refused_message_says_why(monkeypatch, tmp_path, tiny, capsys):
