@@ -156,10 +156,11 @@ def test_images_masks_folders(tmp_path):
     from segkit.engine.config import DataConfig
     from segkit.engine.loader import build_sources
 
+    write_jpg(tmp_path / "im" / "lonely.jpg", rng)  # an image without a mask: left out, by name
     data = DataConfig(images=str(tmp_path / "im"), masks=str(tmp_path / "gt"))
     sources = build_sources(get_task("saliency"), data, seed=0)
     assert len(sources.train) == 2 and len(sources.val) == 1  # one of three held out, and said
-    assert "held out" in sources.note
+    assert "held out" in sources.note and "have no mask and are left out: lonely.jpg" in sources.note
     with pytest.raises(SegkitError, match="go together"):
         build_sources(get_task("saliency"), DataConfig(images=str(tmp_path / "im")), seed=0)
 

@@ -28,24 +28,22 @@ class Sources:
 
 
 def folder_pairs(images: str, masks: str) -> tuple[list, list[str]]:
-    """Image/mask pairs of two folders by file stem, and a note per unpaired file (by name)."""
+    """Image/mask pairs of two folders by file stem, and a note per kind of unpaired file (by name)."""
     from segkit.data.saliency import pair_files
 
     found = pair_files(Path(images), Path(masks))
-    notes = []
-    if found.images_without_mask:
-        names = ", ".join(p.name for p in found.images_without_mask[:10])
-        more = " ..." if len(found.images_without_mask) > 10 else ""
-        notes.append(
-            f"{len(found.images_without_mask)} images in '{images}' have no mask and are left out: {names}{more}"
-        )
-    if found.masks_without_image:
-        names = ", ".join(p.name for p in found.masks_without_image[:10])
-        more = " ..." if len(found.masks_without_image) > 10 else ""
-        notes.append(
-            f"{len(found.masks_without_image)} masks in '{masks}' have no image and are left out: {names}{more}"
-        )
-    return found.pairs, notes
+    notes = [
+        _unpaired_note(found.images_without_mask, f"images in '{images}' have no mask"),
+        _unpaired_note(found.masks_without_image, f"masks in '{masks}' have no image"),
+    ]
+    return found.pairs, [n for n in notes if n]
+
+
+def _unpaired_note(paths: list[Path], what: str, shown: int = 10) -> str | None:
+    if not paths:
+        return None
+    more = " ..." if len(paths) > shown else ""
+    return f"{len(paths)} {what} and are left out: {', '.join(p.name for p in paths[:shown])}{more}"
 
 
 def hold_out(pairs: list, fraction: float, seed: int) -> tuple[list, list]:

@@ -12,6 +12,7 @@ What each step buys was measured with ``segkit bench backbone`` (see ``benchmark
 from __future__ import annotations
 
 import copy
+import sys
 
 import torch
 import torch.fx
@@ -183,7 +184,7 @@ class CompiledModel(nn.Module):
         self.body = body
         self.compiled = torch.compile(body, options={"freezing": True})
         self.failed: str | None = None
-        self.warn = warn or (lambda message: print(message, file=__import__("sys").stderr, flush=True))
+        self.warn = warn or (lambda message: print(message, file=sys.stderr, flush=True))
         for attr in ("out_channels", "strides", "output_stride", "task", "num_classes", "dtype"):
             if hasattr(body, attr):
                 setattr(self, attr, getattr(body, attr))
