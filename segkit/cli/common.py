@@ -56,19 +56,6 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def positive(value: str) -> int:
-    """An argparse type: an integer >= 1."""
-    import argparse
-
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {number}")
-    return number
-
-
 def program() -> str:
     """How to run segkit again from this shell: ``segkit`` when that name is on PATH and is this program, else
     the path that was used (``.venv/bin/segkit``), else ``python -m segkit`` with this interpreter."""

@@ -83,10 +83,6 @@ class FileSource(SampleSource):
             raise BadFileError(mask_path, problem)
         return image, mask, image_path.stem
 
-    def subset(self, indices: list[int]) -> FileSource:
-        """The same source over the pairs at ``indices``."""
-        return FileSource([self.pairs[i] for i in indices], self.read_mask, self.class_names, self.check_mask)
-
 
 class TrainDataset(Dataset):
     """Augmented training samples: ``{"image": (3,S,S) uint8, "mask": target tensor, "name": str}``.
