@@ -8,7 +8,7 @@ from pathlib import Path
 
 from segkit.data.datasets import SampleSource
 from segkit.data.io import BadFileError
-from segkit.engine.inference import InferenceSettings, Net, inference_settings, predict_probs, torch_net
+from segkit.engine.inference import InferenceSettings, Net, predict_probs
 from segkit.errors import SegkitError
 from segkit.tasks import get_task, require_task
 
@@ -67,19 +67,15 @@ def evaluate_checkpoint(
     CPU, in ``precision`` ("fp32", "bf16" or "auto": bf16 where native), compiled when ``compile``.
 
     ``task``, when given, must be the checkpoint's task."""
-    from segkit.engine.checkpoint import read_checkpoint
-    from segkit.engine.predictor import builtin_data_notice, load_model
-    from segkit.hardware import bf16_feature, resolve_precision
-    from segkit.models import prepare_for_inference
+    from segkit.engine.predictor import Predictor
 
-    trained_for = read_checkpoint(checkpoint)["task"]
-    require_task(task, trained_for, f"checkpoint '{checkpoint}'")
-    model = load_model(checkpoint, output_stride=output_stride)
-    source = get_task(trained_for).source(data_root, split, model.config.data.mask_values)
-    settings = inference_settings(trained_for, model.output_stride, model.config, tta=tta)
-    precision = resolve_precision(precision, "cpu")
-    fast = prepare_for_inference(model, precision=precision, compile=compile)
-    scores = evaluate(torch_net(fast, "cpu"), source, settings, model.num_classes)
-    notice = builtin_data_notice(model.config) if data_root is not None else None
-    how = f"precision {precision} ({bf16_feature('cpu')})" + (", compiled" if compile else "")
-    return CheckpointScores(trained_for, scores, model.class_names, notice, how)
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        raise SegkitError(f"'{checkpoint}' is an ONNX model; segkit eval --checkpoint takes a segkit checkpoint (.pt)")
+    predictor = Predictor(
+        checkpoint, tta=tta, device="cpu", output_stride=output_stride, precision=precision, compile=compile
+    )
+    require_task(task, predictor.task, f"checkpoint '{checkpoint}'")
+    source = get_task(predictor.task).source(data_root, split, predictor.config.data.mask_values)
+    scores = evaluate(predictor.net, source, predictor.settings, predictor.num_classes)
+    notice = predictor.notice if data_root is not None else None  # its own built-in data: nothing to say
+    return CheckpointScores(predictor.task, scores, predictor.class_names, notice, predictor.describe())

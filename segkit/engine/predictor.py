@@ -109,6 +109,7 @@ class Predictor:
         path = Path(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.compiled = False
+        self.config: ExperimentConfig | None = None  # a checkpoint's experiment config (None for ONNX)
         if path.suffix.lower() == ".onnx":
             onnx = OnnxNet(path)
             self.task, self.net, self.class_names = get_task(onnx.task).name, onnx, onnx.class_names
@@ -118,6 +119,7 @@ class Predictor:
         self.precision = resolve_precision(precision, device)
         model = load_model(path, output_stride=output_stride, device=device)
         cfg: ExperimentConfig = model.config
+        self.config, self.num_classes = cfg, model.num_classes
         self.task, self.class_names = cfg.task, model.class_names
         self.notice = builtin_data_notice(cfg)
         fast = prepare_for_inference(model, precision=self.precision, compile=compile)
