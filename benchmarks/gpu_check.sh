@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks of one device session, in one go: CUDA tests (fast path, metrics on device tensors, AMP training
-# steps, prediction) and `segkit bench backbone` on CUDA. Writes its logs and JSON to $OUT.
-# Missing packages travel as wheels in .whl/ (see the device notes); segkit runs from the checkout.
+# The GPU checks of one device session, in one go: CUDA tests (fast path, split padding, bf16 auto precision,
+# metrics on device tensors, AMP training steps, prediction), `segkit bench backbone` on CUDA and
+# `segkit bench gap` (what Res2Net-50's throughput gap to ResNet-50 is made of, and the attempts to close it).
+# Writes its logs and JSON to $OUT. Missing packages travel as wheels in .whl/ (see the device notes); segkit
+# runs from the checkout.
 set -uo pipefail
 OUT=${OUT:-/tmp/segkit-gpu}
 mkdir -p "$OUT"
@@ -12,10 +14,23 @@ else
   export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, timm, segmentation_models_pytorch as smp, albumentations as A; \
-print('torch', torch.__version__, 'timm', timm.__version__, 'smp', smp.__version__, 'albumentations', A.__version__)" \
-  | tee -a "$OUT/gpu.txt"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/cuda_tests.txt"
-python3 -m segkit bench backbone --device cuda --repeats 20 --throughput-batch 32 --throughput-size 512 \
-  --train-batch 16 --train-size 512 --json "$OUT/backbone_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+print('torch', torch.__version__, 'timm', timm.__version__, 'smp', smp.__version__, 'albumentations', A.__version__, \
+'cudnn', torch.backends.cudnn.version())" | tee -a "$OUT/gpu.txt"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/cuda_tests.txt"
+timeout 200 python3 -m segkit bench backbone --device cuda --variants res2net50_26w_4s --repeats 20 \
+  --throughput-batch 32 --throughput-size 512 --train-batch 16 --train-size 512 \
+  --json "$OUT/backbone_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+# GAP=full: every attempt; GAP=compile: only the compiled attempts and the profiles (a second, shorter lease)
+if [ "${GAP:-full}" = full ]; then
+  timeout 420 python3 -m segkit bench gap --device cuda --batch 32 --size 512 --repeats 20 \
+    --compile-modes default max-autotune --compile-timeout 150 --json "$OUT/gap_cuda.json" 2>&1 | tee "$OUT/gap_cuda.txt"
+else
+  timeout 300 python3 -m segkit bench gap --device cuda --batch 32 --size 512 --repeats 20 --only-compile-and-profile \
+    --compile-modes default+pad16 --compile-timeout 150 \
+    --json "$OUT/gap_cuda_compile.json" 2>&1 | tee "$OUT/gap_cuda_compile.txt"
+  timeout 60 python3 -m segkit bench gap --device cuda --batch 32 --size 512 --only-compile-and-profile \
+    --compile-modes none --profile-split-multiple 16 --json "$OUT/gap_cuda_profile16.json" 2>&1 \
+    | tee "$OUT/gap_cuda_profile16.txt"
+fi

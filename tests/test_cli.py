@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from segkit.cli import main
 
 
@@ -41,6 +43,7 @@ def test_bench_backbone_tiny(tmp_path, capsys):
             "32",
             "--variants",
             "res2net50_48w_2s",
+            "--no-compile",
             "--json",
             str(out),
         ]
@@ -52,7 +55,41 @@ def test_bench_backbone_tiny(tmp_path, capsys):
     assert ("res2net50_48w_2s", "segkit") in models
     assert all(r["latency_fast_ms"] > 0 for r in data["rows"])
     assert "res2net_over_resnet_latency_fast" in data["ratios"]
+    # ONNX Runtime for Res2Net-50 26w_4s and ResNet-50 only; no compiled column when --no-compile
+    with_ort = {r["model"] for r in data["rows"] if r["latency_onnxruntime_ms"]}
+    assert with_ort == {"res2net50_26w_4s", "resnet50"}
+    assert not any(r["latency_compiled_ms"] for r in data["rows"])
+    assert "res2net_over_resnet_latency_onnxruntime" in data["ratios"]
     assert "fast_vs_timm_eager_speedup" in capsys.readouterr().out
+
+
+def test_bench_gap_tiny_on_cpu(tmp_path, capsys):
+    out = tmp_path / "gap.json"
+    code = main(
+        ["bench", "gap", "--device", "cpu", "--batch", "1", "--size", "64", "--repeats", "1"]
+        + ["--compile-modes", "none", "--json", str(out)]
+    )
+    assert code == 0
+    data = json.loads(out.read_text())
+    names = [a["name"] for a in data["attempts"]]
+    assert "bf16 + benchmark + splits padded to 16" in names or not data["machine"]["bf16"]
+    assert all(a["res2net_over_resnet"] > 0 for a in data["attempts"])
+    kinds = {row["kind"] for row in data["conv_table_bf16"]}
+    assert {"res2net split", "resnet", "res2net split padded to 16"} <= kinds
+    profile = data["profile_ms"]["res2net50_26w_4s"]
+    assert profile["conv 1x1"] > 0 and any(k.startswith("conv 3x3 grouped") for k in profile)
+    assert "profile of one bf16 forward" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_predict_tiny(tmp_path, capsys):
+    """segkit predict and the plain timm + smp loop compute the same masks from the same weights."""
+    out = tmp_path / "p.json"
+    assert main(["bench", "predict", "--count", "2", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["images"] == 2 and data["plain_s"] > 0 and data["segkit_s"] > 0
+    assert data["pixels_agreeing"] > 0.99
+    assert "speed-up" in capsys.readouterr().out
 
 
 def test_bench_bad_variant_is_a_clear_error(capsys):

@@ -80,7 +80,7 @@ def test_amp_training_steps_on_cuda(tmp_path, task):
     assert all(np.isfinite(v) for v in result.scores.scalars().values())
     ckpt = read_checkpoint(tmp_path / "r" / "last.pt")
     assert ckpt["step"] == 30
-    from segkit.engine.precision import bf16_supported
+    from segkit.hardware import bf16_supported
 
     assert bf16_supported(torch.device("cuda"))
 
@@ -108,3 +108,24 @@ def test_predictor_on_cuda(tmp_path):
     predictor = segkit.Predictor(tmp_path / "p" / "last.pt", device="cuda")
     mask = predictor.predict(np.zeros((70, 90, 3), np.uint8))
     assert mask.shape == (70, 90) and mask.dtype == np.uint8
+
+
+def test_split_padding_exact_on_cuda():
+    model = randomize_batchnorm(create_backbone("res2net50_26w_4s")).cuda().eval()
+    x = torch.randn(2, 3, 96, 128, device="cuda")
+    with torch.no_grad():
+        want = model(x)
+        for multiple in (8, 16):
+            got = prepare_for_inference(model, split_multiple=multiple)(x)
+            for g, w in zip(got, want, strict=True):
+                assert max_rel_err(g, w) < 1e-4
+
+
+def test_auto_precision_is_bf16_on_cuda_and_close_to_fp32():
+    model = randomize_batchnorm(create_backbone("res2net50_26w_4s")).cuda().eval()
+    x = torch.randn(2, 3, 96, 128, device="cuda")
+    with torch.no_grad():
+        fp32 = prepare_for_inference(model, precision="fp32")(x)
+        bf16 = prepare_for_inference(model, precision="auto")(x)
+    for b, f in zip(bf16, fp32, strict=True):
+        assert b.dtype == torch.float32 and max_rel_err(b, f) < 2e-2

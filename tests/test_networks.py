@@ -93,3 +93,24 @@ def test_prepare_for_inference_equals_eval_model(build):
         assert max_rel_err(g, w) < 1e-4
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules()), "every BatchNorm is folded"
     assert model.training is False and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+@pytest.mark.parametrize("multiple", [8, 16])
+@pytest.mark.parametrize(
+    "build",
+    [lambda: create_backbone("res2net50_26w_4s", output_stride=16), lambda: create_model("saliency")],
+    ids=["r2n-os16", "poolnet"],
+)
+def test_split_padding_is_exact(build, multiple):
+    """Padding each split to a multiple of 8 or 16 channels adds zero channels only: same outputs."""
+    model = randomize_batchnorm(build()).eval()
+    fast = prepare_for_inference(model, split_multiple=multiple)
+    widths = {m.width for m in fast.modules() if type(m).__name__ == "FusedBottle2neck"}
+    assert widths and all(w % multiple == 0 for w in widths)
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        want, got = model(x), fast(x)
+    want = want if isinstance(want, list) else [want]
+    got = got if isinstance(got, list) else [got]
+    for g, w in zip(got, want, strict=True):
+        assert max_rel_err(g, w) < 1e-4

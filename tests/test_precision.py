@@ -114,3 +114,65 @@ def test_a_model_that_cannot_compile_runs_eagerly_after_one_line(monkeypatch, ca
     assert torch.allclose(got, want) and torch.allclose(again, want)
     err = capsys.readouterr().err
     assert err.count("torch.compile failed (RuntimeError: inductor exploded)") == 1
+
+
+def test_training_autocast_follows_measured_bf16_speed(monkeypatch):
+    """A CPU trains in bf16 only where bf16 is native and measures faster (AMX); AVX512-BF16 alone may not be."""
+    from segkit.engine.precision import autocast, training_precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 0.6)  # native, slower (measured here)
+    with autocast(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+    assert training_precision(cpu, amp=True).startswith("fp32 (")
+    monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 2.0)
+    with autocast(cpu):
+        assert torch.is_autocast_enabled("cpu")
+    assert training_precision(cpu, amp=True) == "bf16 autocast"
+    assert training_precision(cpu, amp=False) == "fp32 (amp: false)"
+    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: False)
+    with autocast(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_compile_auto_decides_by_job_size(monkeypatch, tiny, tmp_path, capsys):
+    import segkit.engine.predictor as predictor_module
+    from segkit.engine.predictor import COMPILE_MIN_IMAGES, compile_decision
+
+    assert compile_decision("auto", COMPILE_MIN_IMAGES)[0] and not compile_decision("auto", COMPILE_MIN_IMAGES - 1)[0]
+    assert not compile_decision("auto", None)[0]
+    assert compile_decision("on", 1) == (True, "asked") and compile_decision("off", 10**6) == (False, "asked")
+    images = tmp_path / "in"
+    images.mkdir()
+    for i in range(3):
+        from PIL import Image
+
+        Image.fromarray(np.full((40, 50, 3), 60 * i, np.uint8)).save(images / f"{i}.png")
+    ckpt = str(tiny / "best.pt")
+    assert main(["predict", "--checkpoint", ckpt, "--input", str(images), "--output", str(tmp_path / "a")]) == 0
+    assert f"not compiled (auto: 3 images < {COMPILE_MIN_IMAGES}" in capsys.readouterr().err
+    monkeypatch.setattr(predictor_module, "COMPILE_MIN_IMAGES", 3)
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: module)  # the decision, not inductor, is tested
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["predict", "--checkpoint", ckpt, "--input", str(images), "--output", str(tmp_path / "b")]) == 0
+    assert "compiled (auto: 3 images >= 3" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", ckpt, "--input", str(images), "--output", str(tmp_path / "c"),
+                 "--compile", "off"]) == 0  # fmt: skip
+    assert "not compiled (asked)" in capsys.readouterr().err
+
+
+def test_compiled_code_is_cached_under_the_users_cache_folder(monkeypatch, tmp_path):
+    import os
+
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from segkit.engine.predictor import use_persistent_compile_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what torch sets on first use
+    use_persistent_compile_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "xdg" / "segkit" / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's own choice stays
+    use_persistent_compile_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

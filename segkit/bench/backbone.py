@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from segkit.engine.precision import autocast
-from segkit.hardware import bf16_feature, bf16_supported
+from segkit.hardware import bf16_feature, bf16_pays, bf16_supported
 from segkit.models import create_backbone, prepare_for_inference
 
 RES2NET_VARIANTS = ("res2net50_48w_2s", "res2net50_26w_4s", "res2net50_14w_8s", "res2net50_26w_6s", "res2net50_26w_8s")
@@ -39,6 +39,8 @@ class BenchSettings:
     repeats: int = 5  # timed repetitions (the median is reported)
     warmup: int = 2
     variants: tuple[str, ...] = RES2NET_VARIANTS
+    compile: bool = True  # compiled columns (fp32, bf16) for Res2Net-50 26w_4s and ResNet-50
+    onnx: bool = True  # ONNX Runtime column (CPU only) for the same two
 
 
 @dataclass
@@ -48,10 +50,14 @@ class Row:
     latency_eager_ms: float | None = None
     latency_fast_ms: float | None = None
     latency_bf16_ms: float | None = None  # the fast path in bf16 (weights and activations), where native
+    latency_compiled_ms: float | None = None  # the fp32 fast path under torch.compile (inductor, frozen weights)
+    latency_bf16_compiled_ms: float | None = None  # the bf16 fast path under torch.compile
+    latency_onnxruntime_ms: float | None = None  # the exported fast path in ONNX Runtime (CPU provider)
+    compile_s: float | None = None  # first call of the fp32 compiled model (compilation included)
     throughput_eager_img_s: float | None = None
     throughput_fast_img_s: float | None = None
     train_step_default_ms: float | None = None  # NCHW, fp32: timm's default
-    train_step_segkit_layout_ms: float | None = None  # channels-last + bf16 autocast where native
+    train_step_segkit_layout_ms: float | None = None  # channels-last + bf16 autocast where native and faster
 
 
 @dataclass
@@ -97,7 +103,7 @@ def _forward_ms(model: nn.Module, x: torch.Tensor, s: BenchSettings, device: tor
 def _train_step_ms(model: nn.Module, s: BenchSettings, device: torch.device, segkit_layout: bool) -> float:
     """One SGD step (forward, a loss over all four maps, backward, update).
 
-    ``segkit_layout``: channels-last and bf16 autocast where the device runs bf16 natively (the layout
+    ``segkit_layout``: channels-last and bf16 autocast where bf16 is native and faster (the layout
     ``segkit train`` uses); otherwise NCHW in fp32, timm's default.
     """
     model = model.train().to(device)
@@ -116,7 +122,10 @@ def _train_step_ms(model: nn.Module, s: BenchSettings, device: torch.device, seg
     return 1e3 * time_call(step, device, s.repeats, s.warmup)
 
 
-def _measure(model: nn.Module, row: Row, s: BenchSettings, device: torch.device, train: bool = True) -> None:
+def _measure(
+    model: nn.Module, row: Row, s: BenchSettings, device: torch.device, train: bool = True, extra: bool = False
+) -> None:
+    """Fills ``row``; ``extra``: also the compiled and ONNX Runtime columns (where the settings ask for them)."""
     model = model.to(device).eval()
     _randomize_batchnorm(model)
     x1 = torch.randn(1, 3, s.latency_size_px, s.latency_size_px, device=device)
@@ -124,13 +133,57 @@ def _measure(model: nn.Module, row: Row, s: BenchSettings, device: torch.device,
     fast = prepare_for_inference(model)
     row.latency_eager_ms = _forward_ms(model, x1, s, device)
     row.latency_fast_ms = _forward_ms(fast, x1, s, device)
-    if bf16_supported(device):
+    bf16 = bf16_supported(device)
+    if bf16:
         row.latency_bf16_ms = _forward_ms(prepare_for_inference(model, precision="bf16"), x1, s, device)
+    if extra and s.compile:
+        row.compile_s, row.latency_compiled_ms = _compiled_ms(model, x1, s, device, "fp32")
+        if bf16:
+            row.latency_bf16_compiled_ms = _compiled_ms(model, x1, s, device, "bf16")[1]
+    if extra and s.onnx and device.type == "cpu":
+        row.latency_onnxruntime_ms = _onnxruntime_ms(model, x1, s)
     row.throughput_eager_img_s = s.throughput_batch * 1e3 / _forward_ms(model, xb, s, device)
     row.throughput_fast_img_s = s.throughput_batch * 1e3 / _forward_ms(fast, xb, s, device)
     if train:
         row.train_step_default_ms = _train_step_ms(model, s, device, segkit_layout=False)
         row.train_step_segkit_layout_ms = _train_step_ms(model, s, device, segkit_layout=True)
+
+
+def _compiled_ms(
+    model: nn.Module, x: torch.Tensor, s: BenchSettings, device: torch.device, precision: str
+) -> tuple[float | None, float | None]:
+    """(seconds of the first call, compilation included; median ms after it) of the compiled fast path; (None,
+    None) when compilation failed (CompiledModel has said so in one line and ran eagerly)."""
+    compiled = prepare_for_inference(model, precision=precision, compile=True, cuda_graphs=False)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        compiled(x)
+    _sync(device)
+    first_s = time.perf_counter() - start
+    ms = _forward_ms(compiled, x, s, device)
+    torch._dynamo.reset()
+    if getattr(compiled, "failed", None):
+        return None, None
+    return first_s, ms
+
+
+def _onnxruntime_ms(model: nn.Module, x: torch.Tensor, s: BenchSettings) -> float | None:
+    """Median ms of the exported fast path (fp32) in ONNX Runtime's CPU provider; None without onnxruntime."""
+    import tempfile
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    body = prepare_for_inference(model, cuda_graphs=False).body
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        path = str(Path(tmp) / "backbone.onnx")
+        torch.onnx.export(body, (x.cpu(),), path, input_names=["image"], opset_version=17, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feed = {"image": x.cpu().numpy()}
+        return 1e3 * time_call(lambda: session.run(None, feed), torch.device("cpu"), s.repeats, s.warmup)
 
 
 def timm_reference(name: str, weights_from: nn.Module) -> nn.Module:
@@ -151,6 +204,7 @@ def machine_info(device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "device": str(device),
         "bf16": bf16_supported(device),
+        "bf16_pays": bf16_pays(device),  # what training's autocast and --precision auto go by
         "bf16_feature": bf16_feature(device),
         "cpu_model": _cpu_model(),
     }
@@ -180,10 +234,11 @@ def run_backbone_bench(s: BenchSettings, progress: Callable[[str], None] = print
     _measure(timm_reference(TIMM_REFERENCE, ours_ref), timm_row, s, device)
     result.rows.append(timm_row)
     for name in (BASELINE, *s.variants):
-        progress(f"timing {name} ...")
+        extra = name in (BASELINE, TIMM_REFERENCE)
+        progress(f"timing {name}" + (" (compiled and ONNX Runtime too)" if extra else "") + " ...")
         row = Row(name, "timm" if name == BASELINE else "segkit")
         model = ours_ref if name == TIMM_REFERENCE else create_backbone(name)
-        _measure(model, row, s, device)
+        _measure(model, row, s, device, extra=extra)
         result.rows.append(row)
     result.ratios = _ratios(result.rows)
     return result
@@ -200,22 +255,42 @@ def _ratios(rows: list[Row]) -> dict[str, float]:
             "bf16_fast_vs_timm_eager_fp32_speedup": timm_r.latency_eager_ms / ours.latency_bf16_ms,
             "res2net_over_resnet_latency_bf16": ours.latency_bf16_ms / base.latency_bf16_ms,
         }
-    return bf16 | {
-        "fast_vs_timm_eager_speedup": timm_r.latency_eager_ms / ours.latency_fast_ms,
-        "segkit_eager_vs_timm_eager_speedup": timm_r.latency_eager_ms / ours.latency_eager_ms,
-        "train_segkit_layout_vs_timm_default_speedup": timm_r.train_step_default_ms / ours.train_step_segkit_layout_ms,
-        "train_same_layout_vs_timm_speedup": timm_r.train_step_default_ms / ours.train_step_default_ms,
-        "res2net_over_resnet_latency_fast": ours.latency_fast_ms / base.latency_fast_ms,
-        "res2net_over_resnet_latency_eager": ours.latency_eager_ms / base.latency_eager_ms,
-        "res2net_over_resnet_throughput_fast": base.throughput_fast_img_s / ours.throughput_fast_img_s,
-        "res2net_over_resnet_train_step": ours.train_step_segkit_layout_ms / base.train_step_segkit_layout_ms,
-    }
+    extra = {}
+    for column, label in (
+        ("latency_compiled_ms", "compiled"),
+        ("latency_bf16_compiled_ms", "bf16_compiled"),
+        ("latency_onnxruntime_ms", "onnxruntime"),
+    ):
+        ours_ms, base_ms = getattr(ours, column), getattr(base, column)
+        if ours_ms and base_ms:
+            extra[f"{label}_vs_timm_eager_fp32_speedup"] = timm_r.latency_eager_ms / ours_ms
+            extra[f"res2net_over_resnet_latency_{label}"] = ours_ms / base_ms
+    return (
+        bf16
+        | extra
+        | {
+            "fast_vs_timm_eager_speedup": timm_r.latency_eager_ms / ours.latency_fast_ms,
+            "segkit_eager_vs_timm_eager_speedup": timm_r.latency_eager_ms / ours.latency_eager_ms,
+            "train_segkit_layout_vs_timm_default_speedup": timm_r.train_step_default_ms
+            / ours.train_step_segkit_layout_ms,
+            "train_same_layout_vs_timm_speedup": timm_r.train_step_default_ms / ours.train_step_default_ms,
+            "res2net_over_resnet_latency_fast": ours.latency_fast_ms / base.latency_fast_ms,
+            "res2net_over_resnet_latency_eager": ours.latency_eager_ms / base.latency_eager_ms,
+            "res2net_over_resnet_throughput_fast": base.throughput_fast_img_s / ours.throughput_fast_img_s,
+            "res2net_over_resnet_train_step": ours.train_step_segkit_layout_ms / base.train_step_segkit_layout_ms,
+        }
+    )
+
+
+def _cell(value: float | None, width: int) -> str:
+    return f"{value:>{width}.1f}" if value else f"{'-':>{width}}"
 
 
 def format_table(result: BenchResult) -> str:
     s = result.settings
     head = (
-        f"{'model':<20} {'impl':<7} {'lat eager ms':>12} {'lat fast ms':>11} {'lat bf16 ms':>11} "
+        f"{'model':<20} {'impl':<7} {'lat eager ms':>12} {'lat fast ms':>11} {'lat compiled':>12} "
+        f"{'lat bf16 ms':>11} {'bf16 compiled':>13} {'onnxruntime':>11} "
         f"{'thr eager/s':>11} {'thr fast/s':>10} {'train default ms':>16} {'train segkit ms':>15}"
     )
     lines = [
@@ -225,17 +300,22 @@ def format_table(result: BenchResult) -> str:
         f"{result.machine['date']}, torch {result.machine['torch']}, {result.machine['threads']} threads",
         f"latency: batch 1 at {s.latency_size_px}px; throughput: batch {s.throughput_batch} at "
         f"{s.throughput_size_px}px; train step: batch {s.train_batch} at {s.train_size_px}px, default = NCHW fp32, "
-        f"segkit = channels-last" + (" + bf16 autocast" if result.machine["bf16"] else " fp32 (no native bf16)"),
+        "segkit = channels-last"
+        + (" + bf16 autocast" if result.machine.get("bf16_pays") else " fp32 (bf16 not native or not faster)"),
         head,
         "-" * len(head),
     ]
     for r in result.rows:
         lines.append(
             f"{r.model:<20} {r.implementation:<7} {r.latency_eager_ms:>12.1f} {r.latency_fast_ms:>11.1f} "
-            f"{(f'{r.latency_bf16_ms:.1f}' if r.latency_bf16_ms else '-'):>11} "
+            f"{_cell(r.latency_compiled_ms, 12)} {_cell(r.latency_bf16_ms, 11)} "
+            f"{_cell(r.latency_bf16_compiled_ms, 13)} {_cell(r.latency_onnxruntime_ms, 11)} "
             f"{r.throughput_eager_img_s:>11.1f} {r.throughput_fast_img_s:>10.1f} "
             f"{r.train_step_default_ms:>16.1f} {r.train_step_segkit_layout_ms:>15.1f}"
         )
+    compile_s = [f"{r.model} {r.compile_s:.0f} s" for r in result.rows if r.compile_s]
+    if compile_s:
+        lines.append("first compiled call (compilation included): " + ", ".join(compile_s))
     lines.append("")
     lines.extend(f"{k:<46} {v:6.3f}" for k, v in result.ratios.items())
     return "\n".join(lines)

@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Answers the paper's open question (does the hierarchy cost speed?): forward latency at batch 1, "
             "throughput at a larger batch and a training step, for ResNet-50 and the Res2Net-50 variants, eager "
-            "and on the inference fast path, and segkit's Res2Net vs timm's with the same weights."
+            "and on the inference fast path (fp32, bf16 where native, each also compiled; ONNX Runtime on the "
+            "CPU), and segkit's Res2Net vs timm's with the same weights."
         ),
     )
     bb.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -32,7 +33,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bb.add_argument("--train-batch", type=int, default=8, help="batch size of the training step")
     bb.add_argument("--train-size", type=int, default=256, help="input side in px of the training step")
     bb.add_argument("--variants", nargs="+", metavar="NAME", help="Res2Net variants (default: the paper's five)")
+    bb.add_argument(
+        "--no-compile", action="store_true", help="skip the torch.compile columns (each compile takes 5-60 s)"
+    )
+    bb.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime column (CPU only)")
     bb.set_defaults(run=_run_bench_backbone)
+    gap = targets.add_parser(
+        "gap",
+        help="Res2Net-50 vs ResNet-50 throughput: what the gap is made of, and what closes it (for GPUs)",
+        description=(
+            "Measures Res2Net-50 (26w_4s) and ResNet-50 side by side at one batch and size: the fast path in fp32 "
+            "and bf16, with and without CUDA graphs and cuDNN benchmark mode, with Res2Net's splits padded to "
+            "8 or 16 channels, torch.compile (default and max-autotune, each in a time-limited child process) "
+            "and a bf16 training step; then each 3x3 convolution shape alone and a profile of one forward."
+        ),
+    )
+    gap.add_argument("--device", default="cuda", help="cuda or cpu (default: cuda)")
+    gap.add_argument("--batch", type=int, default=32, help="batch size (default: 32)")
+    gap.add_argument("--size", type=int, default=512, help="input side in px (default: 512)")
+    gap.add_argument("--repeats", type=int, default=20, help="timed repetitions per measurement (median)")
+    gap.add_argument(
+        "--compile-modes",
+        nargs="*",
+        default=["default", "max-autotune"],
+        metavar="MODE",
+        help=(
+            "torch.compile modes to try, each optionally with +padN for splits padded to N, e.g. default+pad16 "
+            "(default: default max-autotune; none: no compilation)"
+        ),
+    )
+    gap.add_argument("--compile-timeout", type=float, default=240, help="seconds per compile attempt (default 240)")
+    gap.add_argument("--no-profile", action="store_true", help="skip the profile of one forward")
+    gap.add_argument(
+        "--profile-split-multiple", type=int, default=1, metavar="N", help="profile with splits padded to N"
+    )
+    gap.add_argument(
+        "--only-compile-and-profile",
+        action="store_true",
+        help="skip the eager attempts and the convolution table",
+    )
+    gap.add_argument("--json", metavar="FILE", help="also write the results as JSON (after every step)")
+    gap.set_defaults(run=_run_bench_gap)
     bm = targets.add_parser(
         "metrics",
         help="segkit eval vs a plain PySODMetrics loop on the same files",
@@ -45,14 +86,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bm.add_argument("--pairs", type=int, default=1000, help="number of image pairs (default: 1000)")
     bm.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bm.set_defaults(run=_run_bench_metrics)
+    bp = targets.add_parser(
+        "predict",
+        help="segkit predict vs a plain timm + smp loop over the same images",
+        description=(
+            "Writes N synthetic 500x375 JPEGs and a DeepLabv3+ Res2Net-50 checkpoint (random weights), then times "
+            "two whole processes over them: 'segkit predict' and the plain loop a user writes with timm + "
+            "segmentation-models-pytorch (fp32, eager, one image at a time, same weights). Reports images/s, the "
+            "speed-up and the share of mask pixels on which the two agree."
+        ),
+    )
+    bp.add_argument("--count", type=int, default=200, help="number of images (default: 200)")
+    bp.add_argument(
+        "--predict-args",
+        default="",
+        metavar="ARGS",
+        help="extra flags for segkit predict, quoted, e.g. --predict-args='--compile' (default: none)",
+    )
+    bp.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bp.set_defaults(run=_run_bench_predict)
     bd = targets.add_parser("data", help="training pipeline samples/s per loader worker")
     bd.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bd.set_defaults(run=_run_bench_data)
 
 
 def _run_bench_backbone(args: argparse.Namespace) -> int:
-    import torch
-
     from segkit.bench.backbone import (
         RES2NET_VARIANTS,
         BenchSettings,
@@ -62,10 +120,7 @@ def _run_bench_backbone(args: argparse.Namespace) -> int:
     )
     from segkit.models.backbones import BACKBONES
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SegkitError("--device cuda was given but no CUDA device is visible; use --device cpu")
-    if args.device != "cpu" and not args.device.startswith("cuda"):
-        raise SegkitError(f"--device must be cpu or cuda, got '{args.device}'")
+    _check_device(args.device)
     variants = tuple(args.variants or RES2NET_VARIANTS)
     for name in variants:
         if name not in BACKBONES:
@@ -86,6 +141,8 @@ def _run_bench_backbone(args: argparse.Namespace) -> int:
         train_size_px=args.train_size,
         repeats=args.repeats,
         variants=variants,
+        compile=not args.no_compile,
+        onnx=not args.no_onnx,
     )
     result = run_backbone_bench(settings, progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_table(result))
@@ -93,6 +150,57 @@ def _run_bench_backbone(args: argparse.Namespace) -> int:
         write_json(result, args.json)
         print(f"wrote {args.json}")
     return 0
+
+
+def _run_bench_gap(args: argparse.Namespace) -> int:
+    from segkit.bench.gap import GapSettings, format_gap, run_gap_bench, write_gap_json
+
+    _check_device(args.device)
+    for flag in ("batch", "size", "repeats"):
+        if getattr(args, flag) < 1:
+            raise SegkitError(f"--{flag} must be a positive integer")
+    settings = GapSettings(
+        device=args.device,
+        batch=args.batch,
+        size_px=args.size,
+        repeats=args.repeats,
+        compile_modes=tuple(m for m in args.compile_modes if m != "none"),
+        compile_timeout_s=args.compile_timeout,
+        profile=not args.no_profile,
+        profile_split_multiple=args.profile_split_multiple,
+        only_compile_and_profile=args.only_compile_and_profile,
+    )
+    update = (lambda result: write_gap_json(result, args.json)) if args.json else (lambda result: None)
+    result = run_gap_bench(settings, progress=lambda m: print(m, file=sys.stderr, flush=True), update=update)
+    print(format_gap(result))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _run_bench_predict(args: argparse.Namespace) -> int:
+    import shlex
+
+    from segkit.bench.predict import format_predict, run_predict_bench, write_predict_json
+
+    if args.count < 1:
+        raise SegkitError("--count must be a positive integer")
+    print(f"writing {args.count} images and timing both predictors ...", file=sys.stderr, flush=True)
+    result = run_predict_bench(args.count, shlex.split(args.predict_args))
+    print(format_predict(result))
+    if args.json:
+        write_predict_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SegkitError("--device cuda was given but no CUDA device is visible; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise SegkitError(f"--device must be cpu or cuda, got '{device}'")
 
 
 def _run_bench_metrics(args: argparse.Namespace) -> int:

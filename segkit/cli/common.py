@@ -91,15 +91,21 @@ def add_precision_flags(parser, default: str | None = "auto") -> None:
     )
     parser.add_argument(
         "--compile",
-        action="store_true",
-        help="torch.compile the network (a one-off compilation per input size; worth it for long jobs)",
+        nargs="?",
+        choices=("auto", "on", "off"),
+        const="on",
+        default=default,
+        help="torch.compile the network: auto (default) compiles jobs of many images (see COMPILE_MIN_IMAGES in "
+        "segkit/engine/predictor.py), on (also plain --compile), off. Compiling costs tens of seconds once; "
+        "inductor's cache (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/segkit/inductor) makes later runs cheaper",
     )
 
 
-def predictor(path: str, args, **kwargs):
-    """A Predictor with the command's --precision/--compile, its choice said once."""
+def predictor(path: str, args, job_images: int | None = None, **kwargs):
+    """A Predictor with the command's --precision/--compile (``job_images``: how many images the job runs, for
+    --compile auto), its choice said once."""
     from segkit.engine.predictor import Predictor
 
-    loaded = Predictor(path, precision=args.precision or "auto", compile=args.compile, **kwargs)
+    loaded = Predictor(path, precision=args.precision or "auto", compile=args.compile, job_images=job_images, **kwargs)
     say(f"{Path(path).name}: {loaded.describe()}")
     return loaded

@@ -123,7 +123,7 @@ def run_checkpoint(args: argparse.Namespace) -> int:
         args.output_stride,
         task=args.task,
         precision=args.precision or "auto",
-        compile=args.compile,
+        compile=args.compile or "auto",
     )
     say(f"{Path(args.checkpoint).name}: {result.how}")
     task = get_task(result.task)

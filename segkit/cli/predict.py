@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = expand_inputs(args.input)
     options = PredictOptions(probs=args.probs, overlay=args.overlay, overwrite=args.overwrite)
     output_names(inputs, Path(args.output), options)  # refuse collisions before loading the model
-    model = predictor(args.checkpoint or args.model, args, tta=args.tta)
+    model = predictor(args.checkpoint or args.model, args, job_images=len(inputs), tta=args.tta)
     if model.notice:
         say(model.notice)
     report = predict_files(model, inputs, args.output, options)

@@ -39,12 +39,14 @@ def run(args: argparse.Namespace) -> int:
     methods: dict = dict(named_paths(args.pred, "--pred"))
     class_names: tuple[str, ...] = ()
     notices: list[str] = []
-    for name, ckpt in named_paths(args.checkpoint, "--checkpoint").items():
+    checkpoints = named_paths(args.checkpoint, "--checkpoint")
+    job_images = _count_images(args.images) if checkpoints else None
+    for name, ckpt in checkpoints.items():
         if name in methods:
             raise SegkitError(f"method name '{name}' is given twice")
         from segkit.tasks import require_task
 
-        model = predictor(ckpt, args)
+        model = predictor(ckpt, args, job_images=job_images)
         require_task(args.task, model.task, f"checkpoint '{ckpt}'")
         if model.notice and model.notice not in notices:
             notices.append(model.notice)
@@ -69,3 +71,13 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         print(f"wrote {render_html(comp, args.html)}")
     return 0
+
+
+def _count_images(folder: str) -> int | None:
+    """How many images a render will run each checkpoint on (for --compile auto); None when unknown."""
+    from segkit.engine.predict import expand_inputs
+
+    try:
+        return len(expand_inputs([folder]))
+    except SegkitError:
+        return None  # build_comparison says what is wrong with the folder

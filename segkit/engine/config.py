@@ -79,7 +79,7 @@ class ExperimentConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     loss: str = "auto"  # "auto" (the task's: bce_iou for saliency, ce for segmentation), "bce", "bce_iou", "ce"
-    amp: bool = True  # bf16 autocast where the device runs bf16 natively (CUDA, AVX512-BF16/AMX CPUs)
+    amp: bool = True  # bf16 autocast where bf16 is native and faster (CUDA; CPUs where it measures faster)
     channels_last: bool = True
     sync_bn: bool = True  # SyncBatchNorm when distributed on GPUs (PyTorch has none for CPU processes)
     seed: int = 0

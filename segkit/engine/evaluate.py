@@ -61,21 +61,21 @@ def evaluate_checkpoint(
     output_stride: int | None = None,
     task: str | None = None,
     precision: str = "fp32",
-    compile: bool = False,
+    compile: bool | str = False,
 ) -> CheckpointScores:
     """Score a checkpoint on ``split`` of ``data_root`` (the built-in data when None) at original sizes, on the
-    CPU, in ``precision`` ("fp32", "bf16" or "auto": bf16 where native), compiled when ``compile``.
+    CPU, in ``precision`` ("fp32", "bf16" or "auto": bf16 where native), compiled when ``compile`` (True/"on",
+    or "auto": when the split has ``COMPILE_MIN_IMAGES`` images or more).
 
     ``task``, when given, must be the checkpoint's task."""
     from segkit.engine.predictor import Predictor
 
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise SegkitError(f"'{checkpoint}' is an ONNX model; segkit eval --checkpoint takes a segkit checkpoint (.pt)")
-    predictor = Predictor(
-        checkpoint, tta=tta, device="cpu", output_stride=output_stride, precision=precision, compile=compile
-    )
+    predictor = Predictor(checkpoint, tta=tta, device="cpu", output_stride=output_stride, precision=precision)
     require_task(task, predictor.task, f"checkpoint '{checkpoint}'")
     source = get_task(predictor.task).source(data_root, split, predictor.config.data.mask_values)
+    predictor.set_compile(compile, len(source))
     scores = evaluate(predictor.net, source, predictor.settings, predictor.num_classes)
     notice = predictor.notice if data_root is not None else None  # its own built-in data: nothing to say
     return CheckpointScores(predictor.task, scores, predictor.class_names, notice, predictor.describe())

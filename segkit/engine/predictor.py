@@ -17,6 +17,7 @@ from segkit.engine.inference import InferenceSettings, Net, inference_settings, 
 from segkit.errors import SegkitError
 from segkit.hardware import bf16_feature, resolve_precision
 from segkit.models import model_from_config, prepare_for_inference
+from segkit.models.fast import CompiledModel, CudaGraphModel
 from segkit.tasks import get_task
 
 
@@ -85,6 +86,51 @@ class OnnxNet:
         return torch.from_numpy(out)
 
 
+# --compile auto compiles a CPU job of at least this many images. Measured on a 2-core Xeon (AVX512-BF16, no AMX),
+# 2026-11-28, DeepLabv3+ Res2Net-50 at 512x384 (benchmarks/RESULTS.md, "Compiling"): compiled 302 ms vs 347 ms
+# per image, so 45 ms saved per image, against about 45 s for the first compilation (about 13 s once inductor's
+# cache holds it). On a GPU a job runs one image at a time, where the CUDA-graph fast path measured faster than
+# the compiled model (H200, batch 1: 1.8 vs 4.2 ms), so auto does not compile there.
+COMPILE_MIN_IMAGES = 1000
+COMPILE_NOTE = "compiling pays for itself after about 1000 images (measured)"
+
+
+def compile_decision(choice: bool | str, job_images: int | None, device: str = "cpu") -> tuple[bool, str]:
+    """(compile or not, why) for ``choice`` True/False/"on"/"off"/"auto" and a job of ``job_images`` images."""
+    if choice in (True, "on"):
+        return True, "asked"
+    if choice in (False, "off", None):
+        return False, "asked" if choice == "off" else ""
+    if choice != "auto":
+        raise SegkitError(f"compile must be auto, on or off, got {choice!r}")
+    if device.startswith("cuda"):
+        return False, "auto: on a GPU the CUDA-graph path runs single images faster"
+    if job_images is None:
+        return False, "auto: job size unknown"
+    if job_images >= COMPILE_MIN_IMAGES:
+        return True, f"auto: {job_images} images >= {COMPILE_MIN_IMAGES}; {COMPILE_NOTE}"
+    return False, f"auto: {job_images} images < {COMPILE_MIN_IMAGES}; {COMPILE_NOTE}"
+
+
+def use_persistent_compile_cache() -> None:
+    """Keep inductor's compiled code in ~/.cache/segkit/inductor (unless TORCHINDUCTOR_CACHE_DIR is set), so a
+    later run loads it instead of compiling again; the default under /tmp is lost on reboot."""
+    import os
+
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # torch writes its default into the variable on first use, so "unset" and "torch's default" are one case
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is not None and os.path.abspath(current) != os.path.abspath(default_cache_dir()):
+        return  # the user's choice
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segkit" / "inductor"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # an unwritable home: inductor's own default stays
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
+
+
 class Predictor:
     """``Predictor(path).predict(image)`` -> the mask (saliency grey map uint8 or class ids) at the image's size.
 
@@ -94,7 +140,8 @@ class Predictor:
 
     ``precision``: ``"auto"`` (bf16 where the device runs it natively: a CUDA GPU with bf16, a CPU with
     AVX512-BF16 or AMX; fp32 elsewhere), ``"fp32"`` or ``"bf16"``; ``self.precision`` says which runs. ``compile``:
-    ``torch.compile`` the network (worth it for long jobs at one input size). ONNX models run in fp32.
+    ``torch.compile`` the network (True/"on"), or not (False/"off"), or "auto": when ``job_images`` (the number of
+    images the caller will run) reaches ``COMPILE_MIN_IMAGES``. ONNX models run in fp32, uncompiled.
     """
 
     def __init__(
@@ -104,11 +151,13 @@ class Predictor:
         device: str | None = None,
         output_stride: int | None = None,
         precision: str = "auto",
-        compile: bool = False,
+        compile: bool | str = False,
+        job_images: int | None = None,
     ) -> None:
         path = Path(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.compiled = False
+        self.compile_reason = ""
         self.config: ExperimentConfig | None = None  # a checkpoint's experiment config (None for ONNX)
         if path.suffix.lower() == ".onnx":
             onnx = OnnxNet(path)
@@ -122,16 +171,30 @@ class Predictor:
         self.config, self.num_classes = cfg, model.num_classes
         self.task, self.class_names = cfg.task, model.class_names
         self.notice = builtin_data_notice(cfg)
-        fast = prepare_for_inference(model, precision=self.precision, compile=compile)
-        self.compiled = compile
-        self.net: Net = torch_net(fast, device)
+        self._fast = prepare_for_inference(model, precision=self.precision, cuda_graphs=False)
         self.settings = inference_settings(cfg.task, model.output_stride, cfg, tta=tta, device=device)
+        self.set_compile(compile, job_images)
+
+    def set_compile(self, compile: bool | str, job_images: int | None = None) -> None:
+        """Compile the network or not (see the class docstring), e.g. once a job's size is known."""
+        if self.config is None:  # ONNX: onnxruntime runs it as exported
+            return
+        self.compiled, self.compile_reason = compile_decision(compile, job_images, self.settings.device)
+        if self.compiled:
+            use_persistent_compile_cache()
+            net: nn.Module = CompiledModel(self._fast)
+        elif self.settings.device.startswith("cuda"):
+            net = CudaGraphModel(self._fast)
+        else:
+            net = self._fast
+        self.net: Net = torch_net(net, self.settings.device)
 
     def describe(self) -> str:
         """One line: the precision that runs and why, and whether the network is compiled."""
-        return f"precision {self.precision} ({bf16_feature(self.settings.device)})" + (
-            ", compiled" if self.compiled else ""
-        )
+        how = f"precision {self.precision} ({bf16_feature(self.settings.device)})"
+        if self.compile_reason:
+            how += ", " + ("compiled" if self.compiled else "not compiled") + f" ({self.compile_reason})"
+        return how
 
     def predict_probs(self, image: np.ndarray) -> np.ndarray:
         """Probabilities at the image's size: (H, W) for saliency, (C, H, W) for segmentation."""

@@ -26,7 +26,7 @@ from segkit.engine.inference import inference_settings, torch_net
 from segkit.engine.loader import SeededTrainDataset, StreamSampler, batch_stream, build_sources
 from segkit.engine.losses import get_loss
 from segkit.engine.optim import build_optimizer, build_scheduler
-from segkit.engine.precision import autocast, bf16_supported
+from segkit.engine.precision import autocast, training_precision
 from segkit.engine.runlog import Progress, RunLog, Scalars, append_metrics_csv
 from segkit.errors import SegkitError
 from segkit.models import model_from_config
@@ -284,7 +284,7 @@ def train(config: ExperimentConfig, out: Path | None = None, resume_run: bool = 
 
 def _log_start(run: Run, log: RunLog) -> None:
     cfg = run.config
-    precision = "bf16 autocast" if cfg.amp and bf16_supported(run.device) else "fp32"
+    precision = training_precision(run.device, cfg.amp)
     log(
         f"task {run.task.name}, backbone {cfg.model.backbone}, {len(run.train_set)} training samples, "
         f"{run.total_steps} steps ({run.steps_per_epoch}/epoch), device {run.device} ({precision}), "
