@@ -136,7 +136,9 @@ class Task:
         output_stride: int | None,
         pretrained_backbone: str | Path | None,
         decoder_channels: int | None,
+        arch: str | None = None,
     ) -> nn.Module:
+        """The task's network; ``arch`` None is the task's default architecture."""
         raise NotImplementedError
 
     def size_multiple(self, output_stride: int) -> int:
@@ -274,9 +276,14 @@ class SaliencyTask(Task):
 
         return grey_target(mask)
 
-    def build_network(self, backbone, num_classes, output_stride, pretrained_backbone, decoder_channels):
+    def build_network(self, backbone, num_classes, output_stride, pretrained_backbone, decoder_channels, arch=None):
         from segkit.models.poolnet import PoolNet
 
+        if arch not in (None, "poolnet"):
+            raise SegkitError(
+                f"config key 'model.arch': the saliency task's network is PoolNet ('poolnet'), got '{arch}'; "
+                "smp's architectures are for --task segmentation"
+            )
         return PoolNet(backbone, decoder_channels or 128, output_stride or 32, pretrained_backbone)
 
     def size_multiple(self, output_stride: int) -> int:
@@ -410,17 +417,26 @@ class SegmentationTask(Task):
 
         return label_target(mask)
 
-    def build_network(self, backbone, num_classes, output_stride, pretrained_backbone, decoder_channels):
-        from segkit.models.deeplabv3plus import DeepLabV3Plus
+    def build_network(self, backbone, num_classes, output_stride, pretrained_backbone, decoder_channels, arch=None):
+        from segkit.models.segmentation import DEFAULT_ARCH, SmpSegmentation
 
-        return DeepLabV3Plus(backbone, num_classes, output_stride or 16, pretrained_backbone, decoder_channels or 256)
+        return SmpSegmentation(
+            backbone, num_classes, output_stride, pretrained_backbone, decoder_channels, arch or DEFAULT_ARCH
+        )
 
     def size_multiple(self, output_stride: int) -> int:
         return max(16, output_stride)  # DeepLabv3+ needs sides divisible by 16 and by its output stride
 
     def validate_config(self, config) -> None:
-        if config.data.image_size % 16:
-            raise SegkitError("config key 'data.image_size' must be a multiple of 16 for segmentation (DeepLabv3+)")
+        from segkit.models.segmentation import DEFAULT_ARCH, arch_size_multiple
+
+        arch = (config.model.arch or DEFAULT_ARCH).lower()
+        multiple = arch_size_multiple(arch, config.model.output_stride)
+        if config.data.image_size % multiple:
+            raise SegkitError(
+                f"config key 'data.image_size' must be a multiple of {multiple} for segmentation with {arch}, got "
+                f"{config.data.image_size}"
+            )
 
     def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
         from segkit.engine.inference import segmentation_probs

@@ -81,7 +81,7 @@ def test_bf16_masks_agree_with_fp32_on_the_builtin_validation_split(trained, tas
     model = load_model(trained[task])
     spec = get_task(task)
     source = spec.source(None, "val")
-    settings = inference_settings(task, model.output_stride, model.config)
+    settings = inference_settings(task, model, model.config)
     nets = {p: torch_net(prepare_for_inference(model, precision=p), "cpu") for p in ("fp32", "bf16")}
     same = total = 0
     for i in range(len(source)):

@@ -21,7 +21,10 @@ from segkit.errors import SegkitError
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "res2net50_26w_4s"  # any name from segkit.models.backbone_names()
-    output_stride: int | None = None  # None: 16 for DeepLabv3+, 32 for the saliency network
+    arch: str | None = (
+        None  # segmentation: any smp architecture (unet, fpn, ...); None: deeplabv3plus (saliency: poolnet)
+    )
+    output_stride: int | None = None  # None: 16 for DeepLabv3(+) and PAN, 32 for the other networks
     pretrained_backbone: str | None = None  # checkpoint file, "timm", or None for random initialisation
     decoder_channels: int | None = None  # decoder width; None: the network's default (DeepLabv3+ 256, PoolNet 128)
     num_classes: int | None = None  # None: taken from the dataset (21 for VOC)

@@ -12,12 +12,14 @@ from segkit.engine.predictor import builtin_data_notice, load_model
 from segkit.errors import SegkitError
 from segkit.models import prepare_for_inference
 
-MAX_ABS_DIFF = 1e-3
+MAX_ABS_DIFF = 1e-3  # on logits; or MAX_REL_DIFF of the largest logit, whichever is larger
+MAX_REL_DIFF = 1e-4
 
 
 def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> dict:
-    """Export the checkpoint's network (BatchNorm folded, eval mode) and compare onnxruntime with PyTorch on a
-    sample input; fails above ``MAX_ABS_DIFF``. Returns ``{"path", "max_abs_diff"}``."""
+    """Export the checkpoint's network (BatchNorm folded, eval mode) and compare onnxruntime with PyTorch on an
+    input of another size; fails above ``MAX_ABS_DIFF`` (or ``MAX_REL_DIFF`` of the largest logit). Returns
+    ``{"path", "max_abs_diff"}``."""
     try:
         import onnx
         import onnxruntime as ort
@@ -26,7 +28,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
 
     model = load_model(checkpoint)
     cfg = model.config
-    settings = inference_settings(cfg.task, model.output_stride, cfg)
+    settings = inference_settings(cfg.task, model, cfg)
     fast = prepare_for_inference(model, cuda_graphs=False).body  # without the channels-last input cast
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -34,20 +36,29 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     side = 2 * multiple * max(1, 64 // (2 * multiple))
     sample = torch.randn(1, 3, side, side)
     tmp = output.with_name(f".{output.name}.tmp")
-    with torch.no_grad():
-        torch.onnx.export(
-            fast,
-            (sample,),
-            str(tmp),
-            input_names=["image"],
-            output_names=["logits"],
-            opset_version=opset,
-            dynamic_axes={
-                "image": {0: "batch", 2: "height", 3: "width"},
-                "logits": {0: "batch", 2: "height", 3: "width"},
-            },
-            dynamo=False,
-        )
+    what = _network_name(model)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                fast,
+                (sample,),
+                str(tmp),
+                input_names=["image"],
+                output_names=["logits"],
+                opset_version=opset,
+                dynamic_axes={
+                    "image": {0: "batch", 2: "height", 3: "width"},
+                    "logits": {0: "batch", 2: "height", 3: "width"},
+                },
+                dynamo=False,
+            )
+    except Exception as err:  # noqa: BLE001 - the exporter's own error types vary by operator
+        tmp.unlink(missing_ok=True)
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise SegkitError(
+            f"{what} cannot be exported to ONNX with dynamic height and width by PyTorch's exporter ({first}); "
+            "nothing was written. The checkpoint itself trains, evaluates and predicts as usual"
+        ) from None
     proto = onnx.load(str(tmp))
     meta = {
         "segkit_task": cfg.task,
@@ -66,8 +77,18 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     got = session.run(None, {"image": check.numpy()})[0]
     diff = float(np.abs(got - want).max())
-    if diff > MAX_ABS_DIFF:
+    tolerance = max(MAX_ABS_DIFF, MAX_REL_DIFF * float(np.abs(want).max()))  # untrained nets have huge logits
+    if diff > tolerance:
         tmp.unlink(missing_ok=True)
-        raise SegkitError(f"onnxruntime differs from PyTorch by {diff:.2e} (> {MAX_ABS_DIFF}); nothing was written")
+        raise SegkitError(
+            f"the exported {what} differs from PyTorch by {diff:.2e} (> {tolerance:.1e}) at a second input size "
+            f"({check.shape[-2]}x{check.shape[-1]}), so it would not be right at other sizes (its graph fixes a "
+            "size the exporter could not follow); nothing was written"
+        )
     tmp.replace(output)
     return {"path": str(output), "max_abs_diff": diff}
+
+
+def _network_name(model) -> str:
+    arch = getattr(model, "arch", None)
+    return f"smp's {arch} network" if arch else f"the {model.task} network"

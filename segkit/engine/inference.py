@@ -33,13 +33,15 @@ class InferenceSettings:
 
 
 def inference_settings(
-    task: str, output_stride: int, config, tta: bool = False, device: str = "cpu"
+    task: str, model: nn.Module, config, tta: bool = False, device: str = "cpu"
 ) -> InferenceSettings:
-    """The settings a model needs, derived in one place from its task, output stride and experiment config
-    (``data.eval_size``, else ``data.image_size``, is the side a saliency model sees)."""
+    """The settings a model needs, derived in one place from its task, the model (its ``size_multiple`` where it
+    has one, else the task's rule for its ``output_stride``) and the experiment config (``data.eval_size``, else
+    ``data.image_size``, is the side a saliency model sees)."""
+    multiple = getattr(model, "size_multiple", None) or get_task(task).size_multiple(model.output_stride)
     return InferenceSettings(
         task=task,
-        size_multiple=get_task(task).size_multiple(output_stride),
+        size_multiple=multiple,
         saliency_size_px=config.data.eval_size or config.data.image_size,
         tta=tta,
         device=device,

@@ -172,7 +172,7 @@ class Predictor:
         self.task, self.class_names = cfg.task, model.class_names
         self.notice = builtin_data_notice(cfg)
         self._fast = prepare_for_inference(model, precision=self.precision, cuda_graphs=False)
-        self.settings = inference_settings(cfg.task, model.output_stride, cfg, tta=tta, device=device)
+        self.settings = inference_settings(cfg.task, model, cfg, tta=tta, device=device)
         self.set_compile(compile, job_images)
 
     def set_compile(self, compile: bool | str, job_images: int | None = None) -> None:

@@ -203,7 +203,7 @@ def validate(run: Run):
     """The task's scores on the validation source (split across processes)."""
     sync_buffers(run.net, run.info)
     cfg = run.config
-    settings = inference_settings(run.task.name, run.net.output_stride, cfg, cfg.eval.tta, str(run.device))
+    settings = inference_settings(run.task.name, run.net, cfg, cfg.eval.tta, str(run.device))
     net = torch_net(run.net, str(run.device), bf16=cfg.amp)
     scores = evaluate(
         net, run.val_source, settings, run.net.num_classes, run.info.rank, run.info.world_size, cfg.eval.max_images

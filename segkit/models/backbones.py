@@ -29,15 +29,21 @@ class TimmFeatures(nn.Module):
 
         kwargs = {} if output_stride == 32 else {"output_stride": output_stride}
         self.body = timm.create_model(
-            name, pretrained=pretrained, features_only=True, out_indices=(1, 2, 3, 4), **kwargs
+            name, pretrained=pretrained, features_only=True, out_indices=(0, 1, 2, 3, 4), **kwargs
         )
         self.name = name
-        self.out_channels: tuple[int, ...] = tuple(self.body.feature_info.channels())
-        self.strides: tuple[int, ...] = tuple(min(s, output_stride) for s in self.body.feature_info.reduction())
+        channels = self.body.feature_info.channels()
+        self.stem_channels = channels[0]
+        self.out_channels: tuple[int, ...] = tuple(channels[1:])
+        self.strides: tuple[int, ...] = tuple(min(s, output_stride) for s in self.body.feature_info.reduction()[1:])
         self.output_stride = output_stride
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.body(x))
+        return list(self.body(x))[1:]
+
+    def forward_pyramid(self, x: torch.Tensor, depth: int = 5) -> list[torch.Tensor]:
+        """The stride-2 stem output, then layer1..layer4: the first ``depth`` of these five maps."""
+        return list(self.body(x))[:depth]
 
 
 def _build_res2net(name: str) -> Callable[[int], nn.Module]:

@@ -15,17 +15,22 @@ def create_model(
     output_stride: int | None = None,
     pretrained_backbone: str | Path | None = None,
     decoder_channels: int | None = None,
+    arch: str | None = None,
 ) -> nn.Module:
     """Build the network for ``task``.
 
-    - ``"segmentation"``: DeepLabv3+ (smp) with ``num_classes`` outputs; ``output_stride`` 16 (default) or 8.
+    - ``"segmentation"``: an smp architecture (``arch``: ``deeplabv3plus`` by default, or any name in
+      ``segkit.models.smp_architectures()`` that takes a CNN encoder) with ``num_classes`` outputs;
+      ``output_stride`` 16 (default) or 8 for DeepLabv3(+), 16 or 32 for PAN, 32 for the others.
     - ``"saliency"``: PoolNet-style network with one logit map; ``output_stride`` 32 (default), 16 or 8.
     ``backbone`` is any name from ``segkit.models.backbone_names()``; ``pretrained_backbone`` a checkpoint
     path or ``"timm"``; ``decoder_channels`` None keeps each decoder's default (DeepLabv3+ 256, PoolNet 128).
     """
     from segkit.tasks import get_task  # the task table is a thin layer of names over these networks
 
-    return get_task(task).build_network(backbone, num_classes, output_stride, pretrained_backbone, decoder_channels)
+    return get_task(task).build_network(
+        backbone, num_classes, output_stride, pretrained_backbone, decoder_channels, arch
+    )
 
 
 def model_from_config(task: str, model_config, num_classes: int) -> nn.Module:
@@ -37,4 +42,5 @@ def model_from_config(task: str, model_config, num_classes: int) -> nn.Module:
         output_stride=model_config.output_stride,
         pretrained_backbone=model_config.pretrained_backbone,
         decoder_channels=model_config.decoder_channels,
+        arch=model_config.arch,
     )

@@ -194,13 +194,20 @@ class Res2Net(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    stem_channels = 64  # channels of the stride-2 stem output (forward_pyramid's first map)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        stem = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
-        c1 = self.layer1(stem)  # (B, 256, H/4, W/4)
-        c2 = self.layer2(c1)  # (B, 512, H/8, W/8)
-        c3 = self.layer3(c2)  # (B, 1024, H/16, W/16) at output stride >= 16
-        c4 = self.layer4(c3)  # (B, 2048, H/32, W/32) at output stride 32
-        return [c1, c2, c3, c4]
+        return self.forward_pyramid(x)[1:]
+
+    def forward_pyramid(self, x: torch.Tensor, depth: int = 5) -> list[torch.Tensor]:
+        """The stem's stride-2 output, then layer1..layer4: the first ``depth`` of these five maps (smp's
+        encoder contract; later stages are not computed)."""
+        maps = [self.relu(self.bn1(self.conv1(x)))]  # (B, 64, H/2, W/2)
+        x = self.maxpool(maps[0])
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[: depth - 1]:
+            x = layer(x)  # 256, 512, 1024, 2048 channels at H/4, H/8, H/16, H/32 (capped by the output stride)
+            maps.append(x)
+        return maps[:depth]
 
 
 # The official variants. A builder only sets arguments.
