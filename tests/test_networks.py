@@ -84,13 +84,7 @@ def test_pretrained_backbone_reaches_the_network(tmp_path):
 def test_prepare_for_inference_equals_eval_model(build):
     model = randomize_batchnorm(build()).eval()
     fast = prepare_for_inference(model)
-    x = torch.randn(2, 3, 64, 80)
-    with torch.no_grad():
-        want, got = model(x), fast(x)
-    want = want if isinstance(want, list) else [want]
-    got = got if isinstance(got, list) else [got]
-    for g, w in zip(got, want, strict=True):
-        assert max_rel_err(g, w) < 1e-4
+    assert_same_outputs(model, fast, torch.randn(2, 3, 64, 80))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules()), "every BatchNorm is folded"
     assert model.training is False and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
 
@@ -107,10 +101,13 @@ def test_split_padding_is_exact(build, multiple):
     fast = prepare_for_inference(model, split_multiple=multiple)
     widths = {m.width for m in fast.modules() if type(m).__name__ == "FusedBottle2neck"}
     assert widths and all(w % multiple == 0 for w in widths)
-    x = torch.randn(2, 3, 64, 80)
+    assert_same_outputs(model, fast, torch.randn(2, 3, 64, 80))
+
+
+def assert_same_outputs(model, fast, x, tolerance: float = 1e-4) -> None:
     with torch.no_grad():
         want, got = model(x), fast(x)
     want = want if isinstance(want, list) else [want]
     got = got if isinstance(got, list) else [got]
     for g, w in zip(got, want, strict=True):
-        assert max_rel_err(g, w) < 1e-4
+        assert max_rel_err(g, w) < tolerance

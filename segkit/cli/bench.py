@@ -129,9 +129,9 @@ def _run_bench_backbone(args: argparse.Namespace) -> int:
             raise unknown_name("backbone", name, BACKBONES)
     if "res2net50_26w_4s" not in variants:
         variants = ("res2net50_26w_4s", *variants)  # the timm comparison needs it
-    for flag in ("repeats", "latency_size", "throughput_batch", "throughput_size", "train_batch", "train_size"):
-        if getattr(args, flag) < 1:
-            raise SegkitError(f"--{flag.replace('_', '-')} must be a positive integer")
+    _require_positive(
+        args, "repeats", "latency_size", "throughput_batch", "throughput_size", "train_batch", "train_size"
+    )
     settings = BenchSettings(
         device=args.device,
         latency_size_px=args.latency_size,
@@ -156,9 +156,7 @@ def _run_bench_gap(args: argparse.Namespace) -> int:
     from segkit.bench.gap import GapSettings, format_gap, run_gap_bench, write_gap_json
 
     _check_device(args.device)
-    for flag in ("batch", "size", "repeats"):
-        if getattr(args, flag) < 1:
-            raise SegkitError(f"--{flag} must be a positive integer")
+    _require_positive(args, "batch", "size", "repeats")
     settings = GapSettings(
         device=args.device,
         batch=args.batch,
@@ -183,8 +181,7 @@ def _run_bench_predict(args: argparse.Namespace) -> int:
 
     from segkit.bench.predict import format_predict, run_predict_bench, write_predict_json
 
-    if args.count < 1:
-        raise SegkitError("--count must be a positive integer")
+    _require_positive(args, "count")
     print(f"writing {args.count} images and timing both predictors ...", file=sys.stderr, flush=True)
     result = run_predict_bench(args.count, shlex.split(args.predict_args))
     print(format_predict(result))
@@ -192,6 +189,12 @@ def _run_bench_predict(args: argparse.Namespace) -> int:
         write_predict_json(result, args.json)
         print(f"wrote {args.json}")
     return 0
+
+
+def _require_positive(args: argparse.Namespace, *flags: str) -> None:
+    for flag in flags:
+        if getattr(args, flag) < 1:
+            raise SegkitError(f"--{flag.replace('_', '-')} must be a positive integer")
 
 
 def _check_device(device: str) -> None:

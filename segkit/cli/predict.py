@@ -20,7 +20,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     src = pr.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="CKPT", help="a segkit checkpoint")
-    src.add_argument("--model", metavar="FILE.onnx", help="an exported ONNX model (run with onnxruntime)")
+    src.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="an exported ONNX model (FILE.onnx, run with onnxruntime), a model folder (segkit export --format "
+        "folder) or hf://OWNER/NAME",
+    )
     pr.add_argument("--input", nargs="+", required=True, metavar="PATH", help="files, folders or globs")
     pr.add_argument("--output", required=True, metavar="DIR")
     pr.add_argument("--probs", action="store_true", help="also write probabilities (saliency map / max prob)")

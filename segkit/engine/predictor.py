@@ -22,17 +22,18 @@ from segkit.tasks import get_task
 
 
 def load_model(checkpoint: str | Path, output_stride: int | None = None, device: str = "cpu") -> nn.Module:
-    """Rebuild the network of a segkit checkpoint (its config is inside) and load its weights; eval mode.
+    """Rebuild the network of a segkit checkpoint (its config is inside), a model folder (``segkit export
+    --format folder``) or ``hf://OWNER/NAME`` and load its weights; eval mode.
 
     ``output_stride`` may differ from training (a DeepLab model trained at 16 evaluated at 8). The model carries
     ``config`` (its ExperimentConfig) and ``class_names``.
     """
+    from segkit.engine.model_folder import is_model_folder, load_folder
+
+    if is_model_folder(checkpoint):
+        return load_folder(checkpoint, output_stride=output_stride, device=device)
     ckpt = read_checkpoint(checkpoint)
-    raw = ckpt["config"]
-    if output_stride is not None:
-        raw = {**raw, "model": {**raw["model"], "output_stride": output_stride}}
-    config = from_dict(ExperimentConfig, raw)
-    model = model_from_config(config.task, config.model, int(ckpt.get("num_classes", 1)))
+    config, model = network_from_config(ckpt["config"], int(ckpt.get("num_classes", 1)), output_stride)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
@@ -40,6 +41,17 @@ def load_model(checkpoint: str | Path, output_stride: int | None = None, device:
     model.config = config
     model.class_names = tuple(ckpt.get("class_names", ()))
     return model.to(device).eval()
+
+
+def network_from_config(
+    raw: dict, num_classes: int, output_stride: int | None = None
+) -> tuple[ExperimentConfig, nn.Module]:
+    """The experiment config of a saved model (``output_stride`` replacing its own when given) and the network
+    it describes, with fresh weights."""
+    if output_stride is not None:
+        raw = {**raw, "model": {**raw["model"], "output_stride": output_stride}}
+    config = from_dict(ExperimentConfig, raw)
+    return config, model_from_config(config.task, config.model, num_classes)
 
 
 def builtin_data_notice(config: ExperimentConfig) -> str | None:
@@ -134,7 +146,8 @@ def use_persistent_compile_cache() -> None:
 class Predictor:
     """``Predictor(path).predict(image)`` -> the mask (saliency grey map uint8 or class ids) at the image's size.
 
-    ``path`` is a segkit checkpoint (.pt) or an exported ONNX model (.onnx); both share the same pre- and
+    ``path`` is a segkit checkpoint (.pt), a model folder (or ``hf://OWNER/NAME``) or an exported ONNX model
+    (.onnx); all share the same pre- and
     post-processing. ``image`` is an RGB uint8 array (H, W, 3). ``task`` is the task's name; ``notice`` is a
     line to show users when the model was trained only on the built-in demo data (else None).
 
@@ -154,6 +167,7 @@ class Predictor:
         compile: bool | str = False,
         job_images: int | None = None,
     ) -> None:
+        source = path  # hf://OWNER/NAME stays a string
         path = Path(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.compiled = False
@@ -166,7 +180,7 @@ class Predictor:
             self.notice, self.precision = onnx.notice, "fp32"
             return
         self.precision = resolve_precision(precision, device)
-        model = load_model(path, output_stride=output_stride, device=device)
+        model = load_model(source, output_stride=output_stride, device=device)
         cfg: ExperimentConfig = model.config
         self.config, self.num_classes = cfg, model.num_classes
         self.task, self.class_names = cfg.task, model.class_names

@@ -1,0 +1,98 @@
+"""A model folder to share without pickle: export, load, predict exactly what the checkpoint predicts, refuse a
+folder whose config does not match its weights, and say in one line why hf:// cannot be reached offline."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import segkit
+from segkit.cli import main
+from segkit.engine.config import load_config
+from segkit.errors import SegkitError
+
+TINY = ["data.image_size=64", "data.batch_size=2", "data.workers=0", "schedule.max_steps=2", "eval.max_images=2",
+        "model.backbone=res2net50_14w_8s"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from segkit.engine.train import train
+
+    out = tmp_path_factory.mktemp("folder")
+    cfg = load_config(None, ["task=segmentation", f"out_dir={out}", "name=r", "model.arch=unet", *TINY])
+    return train(cfg).run_dir
+
+
+@pytest.fixture(scope="module")
+def folder(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "model"
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--format", "folder", "--output", str(out)]) == 0
+    return out
+
+
+def test_folder_holds_weights_config_and_card(folder, run_dir):
+    import safetensors.torch
+
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["task"] == "segmentation" and config["architecture"] == "unet"
+    assert config["backbone"] == "res2net50_14w_8s" and config["num_classes"] == len(config["class_names"])
+    assert config["input"]["mean"] == [0.485, 0.456, 0.406] and config["inference"]["size_multiple"] == 32
+    weights = safetensors.torch.load_file(str(folder / "model.safetensors"))
+    assert weights.keys() == segkit.load_model(run_dir / "best.pt").state_dict().keys()
+    card = (folder / "README.md").read_text()
+    assert "| miou |" in card and "mIoU over classes" in card and "segkit predict --model" in card
+
+
+def test_folder_predicts_exactly_what_the_checkpoint_predicts(folder, run_dir, tmp_path):
+    image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    want = segkit.Predictor(run_dir / "best.pt", precision="fp32").predict_probs(image)
+    got = segkit.Predictor(folder, precision="fp32").predict_probs(image)
+    assert np.array_equal(want, got)
+    a, b = segkit.load_model(folder), segkit.load_model(run_dir / "best.pt")
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    from PIL import Image
+
+    Image.fromarray(image).save(inputs / "x.png")
+    assert main(["predict", "--model", str(folder), "--input", str(inputs), "--output", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "x.png").is_file()
+
+
+def test_a_folder_whose_config_does_not_match_its_weights_is_refused(folder, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["experiment"]["model"]["backbone"] = "res2net50_26w_4s"  # other widths than the weights
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SegkitError, match="do not match model.safetensors.*of another shape"):
+        segkit.load_model(bad)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "x.png")
+    assert (
+        main(["predict", "--model", str(bad), "--input", str(tmp_path / "x.png"), "--output", str(tmp_path / "o")]) == 2
+    )
+    assert "do not match" in capsys.readouterr().err
+
+
+def test_export_refuses_a_folder_that_is_not_empty(run_dir, tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    code = main(["export", "--checkpoint", str(run_dir / "best.pt"), "--format", "folder", "--output", str(tmp_path)])
+    assert code == 2 and "not an empty folder" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_hf_offline_fails_in_one_clear_line(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import; the test stays offline
+    with pytest.raises(SegkitError, match="could not download 'hf://nobody/no-such-model' from the Hugging Face") as e:
+        segkit.load_model("hf://nobody/no-such-model")
+    assert "\n" not in str(e.value)
