@@ -27,15 +27,6 @@ def test_smp_lists_the_architectures_we_test():
             "deeplabv3plus", "segformer"} <= set(CNN_ARCHS)  # fmt: skip
 
 
-@pytest.mark.parametrize("arch", CNN_ARCHS)
-def test_a_users_own_smp_model_on_a_segkit_encoder(arch):
-    """64x64 (128 for PAN) here; the odd sizes are run by the segkit-network test below, on the same encoder."""
-    model = smp.create_model(arch, encoder_name=ENCODER, encoder_weights=None, classes=2).eval()
-    h, w = _sizes(arch)[0]
-    with torch.no_grad():
-        assert model(torch.randn(1, 3, h, w)).shape == (1, 2, h, w)
-
-
 def test_dpt_refuses_a_cnn_encoder_and_says_why():
     with pytest.raises(ValueError, match="Only Timm encoders are supported for DPT"):
         smp.create_model("dpt", encoder_name=ENCODER, encoder_weights=None, classes=2)
@@ -44,17 +35,20 @@ def test_dpt_refuses_a_cnn_encoder_and_says_why():
 
 
 @pytest.mark.parametrize("arch", CNN_ARCHS)
-def test_segkit_segmentation_network_of_every_architecture_and_its_fast_path(arch):
+def test_every_architecture_on_a_segkit_encoder_and_its_fast_path(arch):
+    """segkit's network builds smp's architecture by the encoder name a user would give smp
+    (``smp.create_model(arch, encoder_name="segkit-...")``): logits of the input size at 64x64 (128 for PAN) and
+    at an odd multiple of the architecture's size multiple, and the inference fast path equal to eval mode."""
     model = randomize_batchnorm(create_model("segmentation", arch=arch, backbone="res2net50_14w_8s", num_classes=3))
     model.eval()
-    assert model.arch == arch
+    assert model.arch == arch and model.net.encoder.__class__.__name__ == "SmpBackboneEncoder"
     fast = prepare_for_inference(model)
-    h, w = _sizes(arch)[1]
-    x = torch.randn(2, 3, h, w)
-    with torch.no_grad():
-        want, got = model(x), fast(x)
-    assert want.shape == (2, 3, h, w)
-    assert max_rel_err(got, want) < 1e-4
+    for h, w in _sizes(arch):
+        x = torch.randn(2, 3, h, w)
+        with torch.no_grad():
+            want, got = model(x), fast(x)
+        assert want.shape == (2, 3, h, w)
+        assert max_rel_err(got, want) < 1e-4
 
 
 def test_sizes_and_output_strides_an_architecture_refuses_are_named():
@@ -118,7 +112,7 @@ def test_resnet_baselines_are_complete_encoders_too():
 # networks at a second size; PAN's 3e-3 in one run, within 1e-3 in another). segkit export refuses those with the
 # reason and writes nothing; for the three near the limit either outcome is accepted, never a wrong file.
 NO_DYNAMIC_ONNX = {"pspnet", "upernet"}
-NEAR_ONNX_TOLERANCE = {"linknet", "manet", "pan"}
+NEAR_ONNX_TOLERANCE = {"linknet", "manet", "pan"}  # either outcome is right; not exported here (MAnet takes 26 s)
 
 
 def _calibrate_batchnorm(model, side: int) -> None:
@@ -148,7 +142,7 @@ def _checkpoint(tmp_path, arch: str):
     return path
 
 
-@pytest.mark.parametrize("arch", CNN_ARCHS)
+@pytest.mark.parametrize("arch", sorted(set(CNN_ARCHS) - NEAR_ONNX_TOLERANCE))
 def test_every_architecture_predicts_and_exports(tmp_path, arch, capsys):
     """A checkpoint of each architecture predicts at any image size, and exports to ONNX (checked against PyTorch
     by the command) with ONNX predictions equal to the checkpoint's; or, for the architectures the exporter cannot
@@ -161,7 +155,7 @@ def test_every_architecture_predicts_and_exports(tmp_path, arch, capsys):
     ckpt = _checkpoint(tmp_path, arch)
     onnx_path = tmp_path / "m.onnx"
     code = main(["export", "--checkpoint", str(ckpt), "--output", str(onnx_path)])
-    if arch in NO_DYNAMIC_ONNX or (arch in NEAR_ONNX_TOLERANCE and code != 0):
+    if arch in NO_DYNAMIC_ONNX:
         assert code == 2 and not onnx_path.exists()
         err = capsys.readouterr().err
         assert f"smp's {arch} network" in err and "nothing was written" in err and "Traceback" not in err
@@ -191,3 +185,17 @@ def test_another_architecture_trains_and_evaluates_through_the_commands(tmp_path
     assert main(["train", "--task", "segmentation", "--out", str(run), *sum((["--set", s] for s in sets), [])]) == 0
     assert main(["eval", "--checkpoint", str(run / "best.pt")]) == 0
     assert "miou" in capsys.readouterr().out
+
+
+def test_export_refuses_a_model_onnx_runtime_does_not_reproduce(tmp_path, monkeypatch, capsys):
+    """The check after export: beyond the tolerance, nothing is written and the message says why."""
+    import segkit.engine.export as export_module
+    from segkit.cli import main
+
+    ckpt = _checkpoint(tmp_path, "fpn")
+    monkeypatch.setattr(export_module, "MAX_ABS_DIFF", 0.0)  # no float arithmetic is exact to 0
+    monkeypatch.setattr(export_module, "MAX_REL_DIFF", 0.0)
+    assert main(["export", "--checkpoint", str(ckpt), "--output", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "smp's fpn network differs from PyTorch" in err and "nothing was written" in err
+    assert not (tmp_path / "m.onnx").exists() and not list(tmp_path.glob(".m.onnx*"))
