@@ -138,11 +138,8 @@ class Task:
         decoder_channels: int | None,
         arch: str | None = None,
     ) -> nn.Module:
-        """The task's network; ``arch`` None is the task's default architecture."""
-        raise NotImplementedError
-
-    def size_multiple(self, output_stride: int) -> int:
-        """Model input sides are padded (or resized) to a multiple of this."""
+        """The task's network; ``arch`` None is the task's default architecture. The network carries
+        ``size_multiple``: the engine pads (or resizes) input sides to a multiple of it."""
         raise NotImplementedError
 
     def validate_config(self, config) -> None:
@@ -286,9 +283,6 @@ class SaliencyTask(Task):
             )
         return PoolNet(backbone, decoder_channels or 128, output_stride or 32, pretrained_backbone)
 
-    def size_multiple(self, output_stride: int) -> int:
-        return 32  # the model sees a square resize whose side is a multiple of 32
-
     def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
         from segkit.engine.inference import saliency_probs
 
@@ -423,9 +417,6 @@ class SegmentationTask(Task):
         return SmpSegmentation(
             backbone, num_classes, output_stride, pretrained_backbone, decoder_channels, arch or DEFAULT_ARCH
         )
-
-    def size_multiple(self, output_stride: int) -> int:
-        return max(16, output_stride)  # DeepLabv3+ needs sides divisible by 16 and by its output stride
 
     def validate_config(self, config) -> None:
         from segkit.models.segmentation import DEFAULT_ARCH, arch_size_multiple

@@ -35,13 +35,12 @@ class InferenceSettings:
 def inference_settings(
     task: str, model: nn.Module, config, tta: bool = False, device: str = "cpu"
 ) -> InferenceSettings:
-    """The settings a model needs, derived in one place from its task, the model (its ``size_multiple`` where it
-    has one, else the task's rule for its ``output_stride``) and the experiment config (``data.eval_size``, else
-    ``data.image_size``, is the side a saliency model sees)."""
-    multiple = getattr(model, "size_multiple", None) or get_task(task).size_multiple(model.output_stride)
+    """The settings a model needs, derived in one place from its task, the model (the ``size_multiple`` every
+    segkit network carries) and the experiment config (``data.eval_size``, else ``data.image_size``, is the side a
+    saliency model sees)."""
     return InferenceSettings(
         task=task,
-        size_multiple=multiple,
+        size_multiple=model.size_multiple,
         saliency_size_px=config.data.eval_size or config.data.image_size,
         tta=tta,
         device=device,

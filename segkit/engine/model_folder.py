@@ -50,17 +50,16 @@ def export_folder(checkpoint: str | Path, output: str | Path) -> dict:
     """Write the model folder of ``checkpoint`` to ``output`` (a new or empty folder); returns what was written."""
     import safetensors.torch
 
-    from segkit.engine.predictor import load_model
+    from segkit.engine.checkpoint import read_checkpoint
+    from segkit.engine.predictor import model_from_checkpoint
 
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise SegkitError(f"--output '{output}' exists and is not an empty folder; choose a new folder")
     if not output.parent.is_dir():
         raise SegkitError(f"--output '{output}': folder '{output.parent}' does not exist; create it first")
-    model = load_model(checkpoint)
-    from segkit.engine.checkpoint import read_checkpoint
-
     ckpt = read_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, checkpoint)
     config = _folder_config(model, ckpt)
     tmp = output.with_name(f".{output.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,7 @@ from segkit.engine.inference import InferenceSettings, Net, inference_settings, 
 from segkit.errors import SegkitError
 from segkit.hardware import bf16_feature, resolve_precision
 from segkit.models import model_from_config, prepare_for_inference
-from segkit.models.fast import CompiledModel, CudaGraphModel
+from segkit.models.fast import run_as
 from segkit.tasks import get_task
 
 
@@ -32,7 +32,13 @@ def load_model(checkpoint: str | Path, output_stride: int | None = None, device:
 
     if is_model_folder(checkpoint):
         return load_folder(checkpoint, output_stride=output_stride, device=device)
-    ckpt = read_checkpoint(checkpoint)
+    return model_from_checkpoint(read_checkpoint(checkpoint), checkpoint, output_stride, device)
+
+
+def model_from_checkpoint(
+    ckpt: dict, checkpoint: str | Path, output_stride: int | None = None, device: str = "cpu"
+) -> nn.Module:
+    """``load_model`` for a checkpoint already read (``checkpoint`` names it in messages)."""
     config, model = network_from_config(ckpt["config"], int(ckpt.get("num_classes", 1)), output_stride)
     try:
         model.load_state_dict(ckpt["model"])
@@ -196,11 +202,7 @@ class Predictor:
         self.compiled, self.compile_reason = compile_decision(compile, job_images, self.settings.device)
         if self.compiled:
             use_persistent_compile_cache()
-            net: nn.Module = CompiledModel(self._fast)
-        elif self.settings.device.startswith("cuda"):
-            net = CudaGraphModel(self._fast)
-        else:
-            net = self._fast
+        net = run_as(self._fast, self.compiled, cuda_graphs=self.settings.device.startswith("cuda"))
         self.net: Net = torch_net(net, self.settings.device)
 
     def describe(self) -> str:

@@ -323,8 +323,11 @@ def prepare_for_inference(
     for p in body.parameters():
         p.requires_grad_(False)
     fast = InferenceModel(body, dtype).eval()
+    return run_as(fast, compile, device.type == "cuda" if cuda_graphs is None else cuda_graphs)
+
+
+def run_as(fast: InferenceModel, compile: bool, cuda_graphs: bool) -> nn.Module:
+    """How an inference model runs: compiled, else replayed as CUDA graphs when ``cuda_graphs``, else as it is."""
     if compile:
         return CompiledModel(fast).eval()
-    if cuda_graphs is None:
-        cuda_graphs = device.type == "cuda"
     return CudaGraphModel(fast).eval() if cuda_graphs else fast

@@ -120,6 +120,7 @@ class PoolNet(nn.Module):
 
     task = "saliency"
     num_classes = 1
+    size_multiple = 32  # the engine resizes the image to a square whose side is a multiple of 32
 
     def __init__(
         self,
