@@ -38,3 +38,13 @@ def label_range_problem(labels: np.ndarray, num_classes: int) -> str | None:
     if not bad.size:
         return None
     return f"class values {bad.tolist()[:10]} outside 0..{num_classes - 1} (and not {IGNORE_INDEX}, ignore)"
+
+
+# Scores where a smaller value is better (the error measures); every other score segkit reports is higher-better.
+LOWER_IS_BETTER = frozenset({"mae", "MAE"})
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` (a segkit score key such as ``mae`` or a caption label such as ``MAE``)
+    is better; tables mark the best cell and pages sort "worst first" by it."""
+    return metric in LOWER_IS_BETTER

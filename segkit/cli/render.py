@@ -25,9 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rd.add_argument("--pred", action="append", default=[], metavar="NAME=DIR", help="a method's saved masks")
     rd.add_argument("--checkpoint", action="append", default=[], metavar="NAME=CKPT", help="a model to run")
     rd.add_argument("--output", required=True, metavar="FILE", help="figure: .png, .pdf or .svg")
-    rd.add_argument("--html", metavar="DIR", help="also write a browsable page of every image")
+    rd.add_argument(
+        "--html",
+        metavar="DIR",
+        help="also write DIR/index.html, a page of every image that opens from the file system in any browser "
+        "(no server, no network): error overlay, boundary band and zoomed inset switch on and off, and rows sort "
+        "by any per-panel score or by disagreement",
+    )
     rd.add_argument("--sort", action="store_true", help="rows ordered by how much the methods differ")
-    rd.add_argument("--max-rows", type=int, default=0, help="at most N rows in the figure")
+    rd.add_argument("--max-rows", type=int, default=0, help="at most N rows in the figure (the page keeps them all)")
     rd.add_argument("--num-classes", type=int, default=21, help="segmentation classes (default 21, VOC)")
     add_precision_flags(rd)
     rd.set_defaults(run=run)
@@ -36,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from segkit.viz import build_comparison, render_figure, render_html
 
+    if args.max_rows < 0:
+        raise SegkitError(f"--max-rows must be 0 (every row) or more, got {args.max_rows}")
     methods: dict = dict(named_paths(args.pred, "--pred"))
     class_names: tuple[str, ...] = ()
     notices: list[str] = []
@@ -56,9 +64,7 @@ def run(args: argparse.Namespace) -> int:
         from segkit.data.voc import VOC_CLASSES
 
         class_names = VOC_CLASSES  # 21 classes without a checkpoint to name them: PASCAL VOC's
-    comp = build_comparison(
-        args.task, args.images, methods, args.gt, args.num_classes, class_names, sort=args.sort, max_rows=args.max_rows
-    )
+    comp = build_comparison(args.task, args.images, methods, args.gt, args.num_classes, class_names, sort=args.sort)
     for method, missing in comp.skipped.items():
         say(f"skipped {len(missing)} rows: {method} lacks {', '.join(missing[:10])}")
     if comp.resized:
@@ -67,9 +73,15 @@ def run(args: argparse.Namespace) -> int:
         say(notice)
     if len(comp.methods) == 1:
         say("one method only: the inset shows where it errs most along the boundary")
-    print(f"wrote {render_figure(comp, args.output)} ({len(comp.rows)} rows)")
+    figure = render_figure(comp, args.output, max_rows=args.max_rows)
+    shown = min(len(comp.rows), args.max_rows) if args.max_rows > 0 else len(comp.rows)
+    print(
+        f"wrote {figure} ({shown} of {len(comp.rows)} rows)"
+        if shown < len(comp.rows)
+        else f"wrote {figure} ({shown} rows)"
+    )
     if args.html:
-        print(f"wrote {render_html(comp, args.html)}")
+        print(f"wrote {render_html(comp, args.html)} (all {len(comp.rows)} rows)")
     return 0
 
 

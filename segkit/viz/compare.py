@@ -43,6 +43,7 @@ class Comparison:
     resized: list[str] = field(default_factory=list)
     class_names: tuple[str, ...] = ()
     num_classes: int = 0
+    sorted_by_disagreement: bool = False  # rows reordered (``sort=True``); otherwise in file order
 
 
 def binary(mask: np.ndarray, task: str | Task) -> np.ndarray:
@@ -106,7 +107,6 @@ def build_comparison(
     num_classes: int = 21,
     class_names: tuple[str, ...] = (),
     sort: bool = False,
-    max_rows: int = 0,
 ) -> Comparison:
     """Gather the rows. ``methods`` maps a name to a folder of masks (paired by file stem) or to a function
     image -> mask (a loaded model). Images a folder method lacks are skipped and listed; masks of another size
@@ -129,8 +129,7 @@ def build_comparison(
         row.inset, row.disagreement = choose_inset(disagreement_map(row, task))
     if sort:
         comp.rows.sort(key=lambda r: r.disagreement, reverse=True)
-    if max_rows:
-        comp.rows = comp.rows[:max_rows]
+        comp.sorted_by_disagreement = True
     return comp
 
 
