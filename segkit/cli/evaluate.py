@@ -84,16 +84,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_folders(args: argparse.Namespace) -> int:
-    from segkit.metrics.folders import evaluate_folders, format_table
+    from segkit.metrics.folders import Unscored, evaluate_methods, format_table
     from segkit.tasks import get_task
 
     task = get_task(args.task)
     methods = named_paths(args.pred, "--pred", allow_unnamed=True)
+    found = evaluate_methods(task.name, methods, args.gt, args.num_classes or 0, args.strict_size, args.workers)
+    for name, result in found.items():
+        if isinstance(result, Unscored):
+            raise SegkitError(f"{result.reason} (method '{name}')" if len(found) > 1 else result.reason)
     results = {}
-    for name, folder in methods.items():
-        found = evaluate_folders(task.name, folder, args.gt, args.num_classes or 0, args.strict_size, args.workers)
-        report_problems(name, found)
-        results[name] = found
+    for name, result in found.items():
+        report_problems(name, result)
+        results[name] = result
     rows = {name: r.scores.scalars() for name, r in results.items()}
     print(format_table(rows, task.metric_keys, args.format, {name: r.count for name, r in results.items()}))
     if args.json:

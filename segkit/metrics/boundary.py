@@ -37,17 +37,23 @@ def boundary_band(mask: np.ndarray, d: int) -> np.ndarray:
     return inner | outer
 
 
-def boundary_iou_counts(pred: np.ndarray, gt: np.ndarray, d: int | None = None) -> tuple[int, int]:
-    """(intersection, union) of the boundaries of two binary masks of one image."""
+def boundary_iou_counts(
+    pred: np.ndarray, gt: np.ndarray | None, d: int | None = None, gt_boundary: np.ndarray | None = None
+) -> tuple[int, int]:
+    """(intersection, union) of the boundaries of two binary masks of one image; ``gt_boundary``, when given, is
+    ``mask_boundary(gt, d)`` already computed (``gt`` is then not read)."""
     if d is None:
-        d = boundary_width_px(*gt.shape)
-    bp, bg = mask_boundary(pred, d), mask_boundary(gt, d)
+        d = boundary_width_px(*pred.shape)
+    bp = mask_boundary(pred, d)
+    bg = gt_boundary if gt_boundary is not None else mask_boundary(gt, d)
     return int(np.count_nonzero(bp & bg)), int(np.count_nonzero(bp | bg))
 
 
-def boundary_iou(pred: np.ndarray, gt: np.ndarray, d: int | None = None) -> float:
+def boundary_iou(
+    pred: np.ndarray, gt: np.ndarray | None, d: int | None = None, gt_boundary: np.ndarray | None = None
+) -> float:
     """Boundary IoU of two binary masks; 1.0 when both have no boundary (both empty)."""
-    inter, union = boundary_iou_counts(pred, gt, d)
+    inter, union = boundary_iou_counts(pred, gt, d, gt_boundary)
     return inter / union if union else 1.0
 
 

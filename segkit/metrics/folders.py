@@ -14,7 +14,7 @@ import numpy as np
 
 from segkit.data.io import BadFileError, list_images
 from segkit.errors import SegkitError
-from segkit.metrics.saliency import SaliencyMetrics, SaliencyScores
+from segkit.metrics.saliency import SaliencyMetrics, SaliencyScores, SaliencyTruth
 from segkit.metrics.segmentation import SegmentationMetrics, SegmentationScores
 from segkit.tasks import get_task
 
@@ -74,10 +74,14 @@ def pair_by_stem(pred_dir: Path, gt_dir: Path) -> Pairing:
 
 @dataclass(frozen=True)
 class Job:
+    """Ground truths of one dataset, each with the predictions (one per method) to score against it."""
+
     task: str  # the task's name (a worker process looks it up)
-    pairs: list[tuple[Path, Path]]
+    items: list[tuple[Path, dict[str, Path]]]  # (ground truth, {method: prediction})
+    methods: tuple[str, ...]
     num_classes: int = 0
     strict_size: bool = False
+    dataset: str = ""
 
 
 @dataclass
@@ -86,6 +90,12 @@ class ChunkResult:
     resized: list[str] = field(default_factory=list)
     bad: list[tuple[str, str]] = field(default_factory=list)
     surprising: list[tuple[str, str]] = field(default_factory=list)  # ground truths whose values read oddly
+
+    def merge(self, other: ChunkResult) -> None:
+        self.metrics.merge(other.metrics)
+        self.resized += other.resized
+        self.bad += other.bad
+        self.surprising += other.surprising
 
 
 def _single_threaded() -> None:
@@ -104,29 +114,42 @@ def _single_threaded() -> None:
         pass  # not glibc: only slower
 
 
-def _score_chunk(job: Job) -> ChunkResult:
+def _score_chunk(job: Job) -> tuple[Job, dict[str, ChunkResult]]:
+    """Each ground truth is read (and its own parts computed) once, then every method's prediction is scored."""
     task = get_task(job.task)
-    out = ChunkResult(task.metrics(job.num_classes))
-    for pred_path, gt_path in job.pairs:
+    out = {m: ChunkResult(task.metrics(job.num_classes)) for m in job.methods}
+    for gt_path, preds in job.items:
         try:
-            pred, gt = task.read_mask(pred_path), task.read_mask(gt_path)
+            gt = task.read_mask(gt_path)
         except BadFileError as err:
-            out.bad.append((err.path, err.problem))
+            for m in preds:
+                out[m].bad.append((err.path, err.problem))
             continue
         surprise = task.mask_surprise(gt, gt_path)
-        if surprise:
-            out.surprising.append((str(gt_path), surprise))
-        if pred.shape != gt.shape:
-            if job.strict_size:
-                out.bad.append((str(pred_path), f"size {pred.shape} differs from ground truth {gt.shape}"))
-                continue
-            pred = task.resize_mask(pred, gt.shape)
-            out.resized.append(str(pred_path))
-        try:
-            out.metrics.update(pred, gt)
-        except ValueError as err:
-            out.bad.append((str(pred_path), str(err)))
-    return out
+        truth = SaliencyTruth(gt) if task.name == "saliency" else gt
+        for method, pred_path in preds.items():
+            if surprise:
+                out[method].surprising.append((str(gt_path), surprise))
+            _score_pair(task, pred_path, gt, truth, job.strict_size, out[method])
+    return job, out
+
+
+def _score_pair(task, pred_path: Path, gt: np.ndarray, truth, strict_size: bool, out: ChunkResult) -> None:
+    try:
+        pred = task.read_mask(pred_path)
+    except BadFileError as err:
+        out.bad.append((err.path, err.problem))
+        return
+    if pred.shape != gt.shape:
+        if strict_size:
+            out.bad.append((str(pred_path), f"size {pred.shape} differs from ground truth {gt.shape}"))
+            return
+        pred = task.resize_mask(pred, gt.shape)
+        out.resized.append(str(pred_path))
+    try:
+        out.metrics.update(pred, truth)
+    except ValueError as err:
+        out.bad.append((str(pred_path), str(err)))
 
 
 @dataclass
@@ -145,6 +168,107 @@ class FolderScores:
                 "bad": self.bad, "notes": self.notes}  # fmt: skip
 
 
+@dataclass
+class Unscored:
+    """A method that could not be scored on a dataset: no file pairs, or every pair failed."""
+
+    reason: str
+    missing: list[str] = field(default_factory=list)
+    bad: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """What to score on one dataset: its ground truth, each method's pairing."""
+
+    dataset: str
+    gt_dir: Path
+    pairings: dict[str, Pairing]  # method -> its pairs (methods with no pair are left out, in ``unscored``)
+    unscored: dict[str, Unscored] = field(default_factory=dict)
+
+
+def plan_dataset(dataset: str, gt_dir: Path | str, methods: dict[str, Path | str]) -> Plan:
+    """Pair each method's folder with the ground truth; a method with no matching file is ``unscored``."""
+    gt_dir = Path(gt_dir)
+    plan = Plan(dataset, gt_dir, {})
+    for method, pred_dir in methods.items():
+        pairing = pair_by_stem(Path(pred_dir), gt_dir)
+        if pairing.pairs:
+            plan.pairings[method] = pairing
+        else:
+            reason = (
+                f"no prediction in '{pred_dir}' matches a ground-truth file in '{gt_dir}' by file stem "
+                f"(first ground-truth stems: {', '.join(pairing.missing[:5])})"
+            )
+            plan.unscored[method] = Unscored(reason, pairing.missing, notes=pairing.notes)
+    return plan
+
+
+def score_plans(
+    task: str,
+    plans: list[Plan],
+    num_classes: int = 0,
+    strict_size: bool = False,
+    workers: int | None = None,
+    progress=None,
+) -> dict[str, dict[str, FolderScores | Unscored]]:
+    """Score every plan's methods in one pool of processes: dataset -> method -> scores (or why not). Each ground
+    truth is read once however many methods are scored against it. ``progress(dataset, images)`` is called as
+    chunks finish (images = ground truths x methods done)."""
+    task_name = get_task(task).name
+    get_task(task).metrics(num_classes)  # fails early, with the fix, when the task needs --num-classes
+    workers = workers or min(os.cpu_count() or 1, 8)
+    jobs = []
+    for plan in plans:
+        items = _items_by_gt(plan)
+        if not items:
+            continue
+        chunks = _split(items, workers * 16)  # small chunks keep the workers evenly busy to the end
+        jobs += [Job(task_name, c, tuple(plan.pairings), num_classes, strict_size, plan.dataset) for c in chunks]
+    totals: dict[tuple[str, str], ChunkResult] = {}
+    for job, result in _run(jobs, workers, sum(len(j.items) for j in jobs)):
+        for method, chunk in result.items():
+            if (job.dataset, method) in totals:
+                totals[(job.dataset, method)].merge(chunk)
+            else:
+                totals[(job.dataset, method)] = chunk
+        if progress:
+            progress(job.dataset, sum(len(preds) for _, preds in job.items))
+    return {plan.dataset: _finish(plan, totals) for plan in plans}
+
+
+def _items_by_gt(plan: Plan) -> list[tuple[Path, dict[str, Path]]]:
+    by_gt: dict[Path, dict[str, Path]] = {}
+    for method, pairing in plan.pairings.items():
+        for pred, gt in pairing.pairs:
+            by_gt.setdefault(gt, {})[method] = pred
+    return sorted(by_gt.items())
+
+
+def _run(jobs: list[Job], workers: int, total_items: int):
+    if workers == 1 or total_items < 16:
+        yield from (_score_chunk(j) for j in jobs)
+        return
+    with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_single_threaded) as pool:
+        yield from pool.map(_score_chunk, jobs)
+
+
+def _finish(plan: Plan, totals: dict[tuple[str, str], ChunkResult]) -> dict[str, FolderScores | Unscored]:
+    out: dict[str, FolderScores | Unscored] = dict(plan.unscored)
+    for method, pairing in plan.pairings.items():
+        total = totals[(plan.dataset, method)]
+        bad = [{"path": p, "problem": why} for p, why in total.bad]
+        notes = pairing.notes + _surprise_notes(total.surprising)
+        if not total.metrics.count:
+            out[method] = Unscored(f"no pair could be scored; problems: {total.bad[:5]}", pairing.missing, bad, notes)
+            continue
+        out[method] = FolderScores(
+            total.metrics.compute(), total.metrics.count, pairing.missing, total.resized, bad, notes
+        )
+    return {m: out[m] for m in [*plan.pairings, *plan.unscored] if m in out}
+
+
 def evaluate_folders(
     task: str,
     pred_dir: Path | str,
@@ -154,36 +278,24 @@ def evaluate_folders(
     workers: int | None = None,
 ) -> FolderScores:
     """Score every prediction in ``pred_dir`` against ``gt_dir`` with the task's metrics."""
-    task_name = get_task(task).name
-    get_task(task).metrics(num_classes)  # fails early, with the fix, when the task needs --num-classes
-    pairing = pair_by_stem(Path(pred_dir), Path(gt_dir))
-    if not pairing.pairs:
-        raise SegkitError(
-            f"no prediction in '{pred_dir}' matches a ground-truth file in '{gt_dir}' by file stem "
-            f"(first ground-truth stems: {', '.join(pairing.missing[:5])})"
-        )
-    workers = workers or min(os.cpu_count() or 1, 8)
-    chunks = _split(pairing.pairs, workers * 16)  # small chunks keep the workers evenly busy to the end
-    jobs = [Job(task_name, c, num_classes, strict_size) for c in chunks]
-    if workers == 1 or len(pairing.pairs) < 16:
-        results = [_score_chunk(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_single_threaded) as pool:
-            results = list(pool.map(_score_chunk, jobs))
-    total = results[0].metrics
-    for r in results[1:]:
-        total.merge(r.metrics)
-    bad = [b for r in results for b in r.bad]
-    if not total.count:
-        raise SegkitError(f"no pair could be scored; problems: {bad[:5]}")
-    return FolderScores(
-        scores=total.compute(),
-        count=len(pairing.pairs) - len(bad),
-        missing=pairing.missing,
-        resized=[p for r in results for p in r.resized],
-        bad=[{"path": p, "problem": why} for p, why in bad],
-        notes=pairing.notes + _surprise_notes([x for r in results for x in r.surprising]),
-    )
+    result = evaluate_methods(task, {"": pred_dir}, gt_dir, num_classes, strict_size, workers)[""]
+    if isinstance(result, Unscored):
+        raise SegkitError(result.reason)
+    return result
+
+
+def evaluate_methods(
+    task: str,
+    methods: dict[str, Path | str],
+    gt_dir: Path | str,
+    num_classes: int = 0,
+    strict_size: bool = False,
+    workers: int | None = None,
+) -> dict[str, FolderScores | Unscored]:
+    """Several methods' folders against one ground-truth folder, each ground truth read once."""
+    get_task(task).metrics(num_classes)  # fails first, with the fix, when the task needs --num-classes
+    plan = plan_dataset(Path(gt_dir).name, gt_dir, methods)
+    return score_plans(task, [plan], num_classes, strict_size, workers)[plan.dataset]
 
 
 def _surprise_notes(surprising: list[tuple[str, str]]) -> list[str]:

@@ -20,6 +20,10 @@ prediction is one constant, the standard implementation (PySODMetrics, like the 
 histogram always sees zero variance. Such quadrants are computed on their pixels as the standard does
 (``_constant_quadrant_ssim``), so segkit returns the standard's value there too.
 
+What depends on the ground truth alone (the nearest-object-pixel transform and the distance weights of the weighted
+F-measure, the boundary of Boundary IoU) is kept in a ``SaliencyTruth``: scoring several methods against one ground
+truth computes it once (``SaliencyMetrics.update(pred, truth)`` takes one).
+
 Per-image formulas are pure functions of a ``PreparedPair``; ``SaliencyMetrics`` accumulates them.
 """
 
@@ -27,18 +31,67 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 
 import cv2
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from segkit.metrics.arrays import as_2d_numpy
-from segkit.metrics.boundary import boundary_iou
+from segkit.metrics.boundary import boundary_iou, boundary_width_px, mask_boundary
 
 EPS = np.spacing(1)  # the toolbox's eps (MATLAB's eps = 2.2e-16)
 BETA_SQ = 0.3  # F-measure beta^2 (Achanta et al. 2009)
 NUM_THRESHOLDS = 256
 _LEVELS = np.arange(256, dtype=np.float64) / 255.0  # raw uint8 level -> pred / 255
+
+
+_GAUSS_RADIUS = 3  # the weighted F-measure's 7x7 kernel reaches 3 px
+
+
+class SaliencyTruth:
+    """A ground truth binarised (> 128), and what the scores need of it alone, each computed on first use and kept:
+    score several predictions against one ``SaliencyTruth`` and those parts are computed once."""
+
+    def __init__(self, gt: np.ndarray):
+        self.mask = np.ascontiguousarray(to_bool_mask(as_2d_numpy(gt)))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.mask.shape
+
+    @cached_property
+    def object_pixels(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    @cached_property
+    def object_box(self) -> tuple[slice, slice]:
+        """The object's bounding box grown by the weighted F-measure's kernel radius and one pixel more (clipped)."""
+        rows, cols = np.flatnonzero(self.mask.any(1)), np.flatnonzero(self.mask.any(0))
+        m = _GAUSS_RADIUS + 1
+        h, w = self.mask.shape
+        return slice(max(rows[0] - m, 0), min(rows[-1] + m + 1, h)), slice(
+            max(cols[0] - m, 0), min(cols[-1] + m + 1, w)
+        )
+
+    @cached_property
+    def nearest_object_pixel(self) -> np.ndarray:
+        """Inside ``object_box``: the flat index (in the box) of each pixel's nearest object pixel (exact Euclidean
+        feature transform; an object pixel is its own)."""
+        box = self.mask[self.object_box]
+        iy, ix = distance_transform_edt(~box, return_distances=False, return_indices=True)
+        return iy * box.shape[1] + ix
+
+    @cached_property
+    def background_weight(self) -> np.ndarray:
+        """The weighted F-measure's weight 2 - exp(ln(0.5) / 5 * distance to the object): 1 on the object."""
+        dist = cv2.distanceTransform((~self.mask).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        return 2 - np.exp(dist.astype(np.float64) * (math.log(0.5) / 5))
+
+    @cached_property
+    def boundary(self) -> np.ndarray:
+        """Boundary IoU's inner boundary of the object (width from the image's diagonal)."""
+        return mask_boundary(self.mask, boundary_width_px(*self.mask.shape))
 
 
 @dataclass(frozen=True)
@@ -50,6 +103,7 @@ class PreparedPair:
     values: np.ndarray  # (256,) prepared value (in [0, 1]) of each raw level
     pred: np.ndarray  # (H, W) float64 in [0, 1]: the prepared prediction, values[raw]
     hist: np.ndarray  # (256, 2) pixel counts per raw level on background (column 0) and object (column 1)
+    truth: SaliencyTruth  # the ground truth's own parts, shared by every prediction scored against it
 
     @property
     def size(self) -> int:
@@ -76,15 +130,17 @@ def to_bool_mask(gt: np.ndarray) -> np.ndarray:
     return gt > 128
 
 
-def prepare(pred: np.ndarray, gt: np.ndarray) -> PreparedPair:
-    """Apply the conventions to a prediction (uint8, or probabilities) and a ground truth of the same shape."""
+def prepare(pred: np.ndarray, gt: np.ndarray | SaliencyTruth) -> PreparedPair:
+    """Apply the conventions to a prediction (uint8, or probabilities) and a ground truth of the same shape (an
+    array, or a ``SaliencyTruth`` shared with other predictions)."""
     raw = to_uint8_prediction(pred)
-    gt_bool = to_bool_mask(gt)
+    truth = gt if isinstance(gt, SaliencyTruth) else SaliencyTruth(gt)
+    gt_bool = truth.mask
     raw = np.ascontiguousarray(raw)
     lo, hi = _LEVELS[raw.min()], _LEVELS[raw.max()]
     values = _LEVELS if hi == lo else (_LEVELS - lo) / (hi - lo)  # elementwise as on the map: same bits
     pred_map = cv2.LUT(raw, values)  # values[raw], by OpenCV's table lookup (7x numpy's gather here)
-    return PreparedPair(raw, gt_bool, values, pred_map, level_hist(raw, gt_bool))
+    return PreparedPair(raw, gt_bool, values, pred_map, level_hist(raw, gt_bool), truth)
 
 
 def level_hist(raw: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -317,9 +373,6 @@ def _matlab_gaussian(size: int = 7, sigma: float = 5.0) -> np.ndarray:
 _GAUSS_7_5 = _matlab_gaussian()
 
 
-_GAUSS_RADIUS = 3  # the 7x7 kernel reaches 3 px
-
-
 def weighted_fmeasure(pair: PreparedPair, beta_sq: float = 1.0) -> float:
     """Weighted F-measure: errors propagated to background pixels from their nearest object pixel
     (exact Euclidean feature transform), smoothed by a 7x7 Gaussian (sigma 5), weighted by distance.
@@ -329,30 +382,23 @@ def weighted_fmeasure(pair: PreparedPair, beta_sq: float = 1.0) -> float:
     background pixel there finds the same nearest object pixel as in the whole image); the distance weights of
     all background pixels come from OpenCV's exact distance transform.
     """
-    gt, pred = pair.gt, pair.pred
+    gt, pred, truth = pair.gt, pair.pred, pair.truth
     n_fg = int(pair.hist[:, 1].sum())
     if n_fg == 0:
         return 0.0
-    rows, cols = np.flatnonzero(gt.any(1)), np.flatnonzero(gt.any(0))
-    m = _GAUSS_RADIUS + 1
-    y0, y1 = max(rows[0] - m, 0), min(rows[-1] + m + 1, gt.shape[0])
-    x0, x1 = max(cols[0] - m, 0), min(cols[-1] + m + 1, gt.shape[1])
-    gt_box = gt[y0:y1, x0:x1]
-    pred_box = pred[y0:y1, x0:x1]
+    box = truth.object_box
+    gt_box = gt[box]
+    pred_box = pred[box]
     err_box = pred_box.copy()  # |pred - gt|: pred on the background, 1 - pred on the object
     np.subtract(1.0, pred_box, out=err_box, where=gt_box)
-    iy, ix = distance_transform_edt(~gt_box, return_distances=False, return_indices=True)
-    nearest = iy * err_box.shape[1] + ix  # flat index of each pixel's nearest object pixel (itself on the object)
-    err_prop = np.take(err_box, nearest)  # background pixels take their nearest object pixel's error
+    err_prop = np.take(err_box, truth.nearest_object_pixel)  # background pixels take their nearest object's error
     # Every object pixel is >= 4 px inside the box, or the box meets the image border there: filtering the box
     # with a zero border gives the same values on object pixels as filtering the whole image.
     smoothed = cv2.filter2D(err_prop, cv2.CV_64F, _GAUSS_7_5, borderType=cv2.BORDER_CONSTANT)
     min_err_fg = np.minimum(smoothed[gt_box], err_box[gt_box])  # object errors, lowered where smoothing lowers them
     # Background error is the prediction itself; its weight 2 - exp(ln(0.5) / 5 * distance) is 1 on the object
     # (distance 0), so the background sum is the whole-image sum minus the object's prediction sum.
-    dist = cv2.distanceTransform((~gt).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64)
-    weight = 2 - np.exp(dist * (math.log(0.5) / 5))
-    fp = np.einsum("ij,ij->", pred, weight) - np.dot(pair.hist[:, 1], pair.values)
+    fp = np.einsum("ij,ij->", pred, truth.background_weight) - np.dot(pair.hist[:, 1], pair.values)
     tp = n_fg - min_err_fg.sum()
     recall = 1 - min_err_fg.mean()
     precision = tp / (tp + fp + EPS)
@@ -417,10 +463,12 @@ class SaliencyMetrics:
         self._sums, self._curves, self.count = {}, {}, 0
 
     def update(self, pred, gt) -> dict[str, float]:
-        pred_a, gt_a = as_2d_numpy(pred), as_2d_numpy(gt)
-        if pred_a.shape != gt_a.shape:
-            raise ValueError(f"prediction {pred_a.shape} and ground truth {gt_a.shape} differ in size")
-        scores, curves = per_image_scores(prepare(pred_a, gt_a), self.beta_sq)
+        """Add one image; ``gt`` may be a ``SaliencyTruth`` shared with other methods' predictions."""
+        pred_a = as_2d_numpy(pred)
+        truth = gt if isinstance(gt, SaliencyTruth) else SaliencyTruth(gt)
+        if pred_a.shape != truth.shape:
+            raise ValueError(f"prediction {pred_a.shape} and ground truth {truth.shape} differ in size")
+        scores, curves = per_image_scores(prepare(pred_a, truth), self.beta_sq)
         for k, v in scores.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
         for k, v in curves.items():
@@ -488,7 +536,9 @@ def per_image_scores(pair: PreparedPair, beta_sq: float = BETA_SQ) -> tuple[dict
         "wfm": weighted_fmeasure(pair),
         "adp_fm": adaptive_fmeasure(pair, beta_sq),
         "adp_em": adaptive_emeasure(pair),
-        "boundary_iou": boundary_iou(cv2.LUT(pair.raw, (pair.values >= 0.5).view(np.uint8)), pair.gt),
+        "boundary_iou": boundary_iou(
+            cv2.LUT(pair.raw, (pair.values >= 0.5).view(np.uint8)), None, gt_boundary=pair.truth.boundary
+        ),
     }
     curves = {"precision": precision, "recall": recall, "fm": fm, "em": emeasure_curve(counts)}
     return scores, curves
