@@ -18,7 +18,6 @@ from segkit.errors import SegkitError
 
 # flags of one mode that the other would silently ignore
 CHECKPOINT_ONLY = {
-    "data": "--data",
     "split": "--split",
     "tta": "--tta",
     "output_stride": "--output-stride",
@@ -26,6 +25,8 @@ CHECKPOINT_ONLY = {
     "compile": "--compile",
 }
 FOLDERS_ONLY = {"gt": "--gt", "strict_size": "--strict-size", "workers": "--workers", "num_classes": "--num-classes"}
+# flags of scoring every test set under --data
+TEST_SETS_ONLY = {"save_preds": "--save-preds"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,8 +38,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "suffix such as _sal_fuse), or a checkpoint (--checkpoint) on a dataset split at each image's size. "
             "Saliency: MAE, S-measure, weighted F, F- and E-measure (adaptive, mean, max), Boundary IoU, with the "
             "MATLAB toolbox's conventions. Segmentation: mIoU, aAcc, mAcc, FWIoU, mDice, per-class IoU, Boundary "
-            "IoU. Flags that belong to the other mode are refused."
+            "IoU. Flags that belong to the other mode are refused.\n\n"
+            "Methods x datasets, as papers report it: --task saliency --data ROOT --pred NAME=DIR [...] scores every "
+            "test set under ROOT (ECSSD, HKU-IS, PASCAL-S, DUT-OMRON, DUTS-TE in their layouts, or NAME/images + "
+            "NAME/masks; DUTS-TR is skipped) against each method's sub-folder of the same name (DIR/ECSSD/*.png); "
+            "a method lacking a dataset leaves an empty cell. --checkpoint CKPT --data ROOT does the same for a "
+            "model (--save-preds DIR writes its maps in that layout). The table marks the best value of each "
+            "column in bold and the second underlined (lowest MAE; highest otherwise). Every JSON carries a "
+            "'metric_card' with the conventions; --card prints it. Exit 1 when a file could not be scored or "
+            "nothing could; missing datasets and resized maps are said, not errors."
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_task_flag(ev, required=False, help="required with --pred; with --checkpoint it must agree with the checkpoint")
     ev.add_argument(
@@ -49,14 +59,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--gt", metavar="DIR", help="folder of ground-truth masks (with --pred)")
     ev.add_argument("--checkpoint", metavar="CKPT", help="score a trained model instead of saved masks")
-    ev.add_argument("--data", metavar="ROOT", help="dataset root for --checkpoint (default: the built-in data)")
+    ev.add_argument(
+        "--data",
+        metavar="ROOT",
+        help="with --pred: score every test set under ROOT; with --checkpoint: the dataset root (default: the "
+        "built-in data), every test set under it for saliency unless --split is given",
+    )
     ev.add_argument("--split", help="split to score with --checkpoint (default: val)")
     ev.add_argument("--tta", action="store_true", help="multi-scale (0.5-1.75) + flip test-time augmentation")
     ev.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="evaluate at another output stride")
     ev.add_argument("--num-classes", type=int, help="number of classes (segmentation, with --pred)")
-    ev.add_argument("--json", metavar="FILE", help="write the scores as JSON")
-    ev.add_argument("--curves", metavar="FILE.png", help="draw PR and F-measure curves (saliency)")
+    ev.add_argument("--json", metavar="FILE", help="write the scores as JSON, with the metric card")
+    ev.add_argument(
+        "--curves",
+        metavar="PATH",
+        help="draw PR and F-measure curves (saliency): FILE.png for one ground-truth folder; with --data a "
+        "folder, written with one figure per dataset (DATASET.pdf and .png, every method)",
+    )
+    ev.add_argument(
+        "--curves-data",
+        metavar="FILE",
+        help="save precision, recall, F and E per threshold for every method and dataset (.json or .npz; layout "
+        "in segkit.metrics.curves) to re-plot without the maps",
+    )
     ev.add_argument("--format", default="text", choices=("text", "md", "csv", "latex"), help="table format")
+    ev.add_argument(
+        "--metrics",
+        metavar="KEYS",
+        help="comma-separated table columns (default: every score; with --data: max_fm,mae,sm,mean_em); any "
+        "score key segkit computes, e.g. wfm, adp_fm, max_em, boundary_iou",
+    )
+    ev.add_argument("--digits", type=int, default=None, help="decimals in tables (default 4; 3 with --data)")
+    ev.add_argument(
+        "--card",
+        nargs="?",
+        const="",
+        metavar="RESULT.json",
+        help="print the metric card (the conventions behind the numbers) of --task, or the one inside a JSON "
+        "that segkit eval wrote, and exit",
+    )
+    ev.add_argument("--save-preds", metavar="DIR", help="with --checkpoint --data: write the maps as DIR/DATASET/*.png")
     ev.add_argument(
         "--strict-size",
         action="store_true",
@@ -68,23 +110,86 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.card is not None:
+        return print_card(args)
     check_writable_parent(args.json, "--json")
     check_writable_parent(args.curves, "--curves")
+    check_writable_parent(args.curves_data, "--curves-data")
+    if args.digits is not None and not 0 <= args.digits <= 10:
+        raise SegkitError(f"--digits must be 0..10, got {args.digits}")
     if args.checkpoint:
         if args.pred:
             raise SegkitError("give either --checkpoint or --pred/--gt, not both")
         refuse_flags(args, FOLDERS_ONLY, "to --checkpoint (they belong to scoring saved masks with --pred/--gt)")
+        if args.data and not args.split and args.task != "segmentation" and _is_saliency_checkpoint(args.checkpoint):
+            return run_checkpoint_test_sets(args)
+        refuse_flags(args, TEST_SETS_ONLY, "to one split (it belongs to scoring every test set under --data)")
         return run_checkpoint(args)
+    refuse_flags(args, TEST_SETS_ONLY, "to saved masks (it belongs to --checkpoint --data)")
+    if args.pred and args.data:
+        return run_test_sets(args)
     if not (args.pred and args.gt and args.task):
-        raise SegkitError("segkit eval needs --task with --pred DIR --gt DIR, or --checkpoint CKPT")
-    refuse_flags(args, CHECKPOINT_ONLY, "to --pred/--gt (they belong to scoring a model with --checkpoint)")
+        raise SegkitError(
+            "segkit eval needs --task with --pred DIR --gt DIR, --task saliency --data ROOT --pred NAME=DIR, "
+            "or --checkpoint CKPT"
+        )
+    refuse_flags(args, {**CHECKPOINT_ONLY, "data": "--data"}, "to --pred/--gt (they belong to --checkpoint)")
     if args.workers is not None and args.workers < 1:
         raise SegkitError(f"--workers must be a positive number of processes, got {args.workers}")
     return run_folders(args)
 
 
+def _is_saliency_checkpoint(checkpoint: str) -> bool:
+    """Whether the model is a saliency one (read from its config; a model folder or a .pt)."""
+    from segkit.engine.predictor import checkpoint_task
+
+    return checkpoint_task(checkpoint) == "saliency"
+
+
+def print_card(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from segkit.metrics.card import card_text, metric_card
+
+    if args.card:
+        path = Path(args.card)
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise SegkitError(f"--card {path}: cannot read it as JSON ({err})") from None
+        card = payload.get("metric_card") if isinstance(payload, dict) else None
+        if not isinstance(card, dict):
+            raise SegkitError(f"--card {path}: no 'metric_card' in it (a JSON written by segkit eval has one)")
+    else:
+        card = metric_card(args.task or "saliency", args.strict_size, args.num_classes or 21)
+    print(card_text(card))
+    return 0
+
+
+def chosen_metrics(args: argparse.Namespace, task, default: tuple[str, ...]) -> tuple[str, ...]:
+    """--metrics as score keys (plain labels such as maxF and MAE are taken too); unknown names are refused."""
+    from segkit.metrics.tables import METRIC_LABELS
+
+    if not args.metrics:
+        return default
+    by_label = {plain.lower(): key for key, (plain, _) in METRIC_LABELS.items()}
+    keys = []
+    for name in (n.strip() for n in args.metrics.split(",") if n.strip()):
+        key = name if name in task.metric_keys else by_label.get(name.lower(), name)
+        if key not in task.metric_keys:
+            raise SegkitError(f"--metrics: '{name}' is not a {task.name} score; valid: {', '.join(task.metric_keys)}")
+        keys.append(key)
+    if not keys:
+        raise SegkitError("--metrics is empty; give score keys such as max_fm,mae")
+    return tuple(keys)
+
+
 def run_folders(args: argparse.Namespace) -> int:
-    from segkit.metrics.folders import Unscored, evaluate_methods, format_table
+    from pathlib import Path
+
+    from segkit.metrics.folders import Unscored, evaluate_methods
+    from segkit.metrics.tables import format_table
     from segkit.tasks import get_task
 
     task = get_task(args.task)
@@ -98,13 +203,20 @@ def run_folders(args: argparse.Namespace) -> int:
         report_problems(name, result)
         results[name] = result
     rows = {name: r.scores.scalars() for name, r in results.items()}
-    print(format_table(rows, task.metric_keys, args.format, {name: r.count for name, r in results.items()}))
+    keys = chosen_metrics(args, task, task.metric_keys)
+    counts = {name: r.count for name, r in results.items()}
+    print(format_table(rows, keys, args.format, counts, 4 if args.digits is None else args.digits))
+    card = folder_card(task.name, args, results)
     if args.json:
         payload = {name: r.to_json() for name, r in results.items()}
-        write_json(args.json, payload if len(payload) > 1 else next(iter(payload.values())))
+        payload = payload if len(payload) > 1 else next(iter(payload.values()))
+        write_json(args.json, {**payload, "metric_card": card})
         say(f"wrote {args.json}")
+    curves = {Path(args.gt).name: {name: r.scores for name, r in results.items()}}
     if args.curves:
-        draw_curves({name: r.scores for name, r in results.items()}, args.curves)
+        draw_curves(curves[Path(args.gt).name], args.curves)
+    if args.curves_data:
+        save_curves_data(curves, card, args.curves_data)
     skipped = sum(len(r.bad) for r in results.values())
     if skipped:
         say(f"{skipped} files could not be scored (listed above); the scores leave them out")
@@ -115,7 +227,8 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from segkit.engine.evaluate import evaluate_checkpoint
-    from segkit.metrics.folders import format_table
+    from segkit.metrics.card import metric_card
+    from segkit.metrics.tables import format_table
     from segkit.tasks import get_task
 
     result = evaluate_checkpoint(
@@ -134,19 +247,57 @@ def run_checkpoint(args: argparse.Namespace) -> int:
         say(result.notice)
     scalars = result.scores.scalars()
     name = Path(args.checkpoint).stem
-    print(format_table({name: scalars}, task.metric_keys, args.format, {name: result.scores.count}))
+    keys = chosen_metrics(args, task, task.metric_keys)
+    digits = 4 if args.digits is None else args.digits
+    print(format_table({name: scalars}, keys, args.format, {name: result.scores.count}, digits))
     details = task.details_table(result.scores, result.class_names)
     if details:
         print(details)
+    card = metric_card(task.name, num_classes=len(result.class_names)) | {
+        "model": {"checkpoint": str(args.checkpoint), "run_as": result.how, "tta": args.tta},
+        "data": {"root": args.data or "built-in", "split": args.split or "val", "images": result.scores.count},
+    }
     if args.json:
-        write_json(args.json, result.scores.to_json())
+        write_json(args.json, {**result.scores.to_json(), "metric_card": card})
     if args.curves:
-        draw_curves({Path(args.checkpoint).stem: result.scores}, args.curves)
+        draw_curves({name: result.scores}, args.curves)
+    if args.curves_data:
+        if not hasattr(result.scores, "curves"):
+            raise SegkitError("--curves-data saves saliency curves; these are not saliency scores")
+        save_curves_data({args.split or "val": {name: result.scores}}, card, args.curves_data)
     return 0
 
 
+def folder_card(task: str, args: argparse.Namespace, results: dict) -> dict:
+    from pathlib import Path
+
+    from segkit.data.io import list_images
+    from segkit.metrics.card import metric_card
+
+    card = metric_card(task, args.strict_size, args.num_classes or 0)
+    methods = {
+        name: {"scored": r.count, "missing": r.missing, "resized": r.resized, "bad": r.bad}
+        for name, r in results.items()
+    }
+    card["datasets"] = {
+        Path(args.gt).name: {
+            "ground_truth": str(args.gt),
+            "ground_truths": len(list_images(args.gt)),
+            "methods": methods,
+        }
+    }
+    return card
+
+
+def save_curves_data(curves: dict, card: dict, path: str) -> None:
+    from segkit.metrics.curves import write_curves_data
+
+    write_curves_data(curves, card, path)
+    say(f"wrote {path}")
+
+
 def draw_curves(scores: dict, path: str) -> None:
-    from segkit.metrics.folders import plot_curves
+    from segkit.metrics.curves import plot_curves
 
     if not all(hasattr(s, "curves") for s in scores.values()):
         raise SegkitError("--curves draws saliency PR/F-measure curves; these are not saliency scores")
@@ -167,3 +318,107 @@ def report_problems(name: str, found) -> None:
         )
     for bad in found.bad:
         print(f"[{name}] skipped {bad['path']}: {bad['problem']}", file=sys.stderr)
+
+
+def progress_bar(unit: str):
+    """A progress bar with ETA on a terminal (silent otherwise): ``start(total)`` returns ``tick(label, n)``."""
+    import sys
+
+    from tqdm import tqdm
+
+    def start(total: int):
+        bar = tqdm(total=total, unit=unit, disable=not sys.stderr.isatty(), dynamic_ncols=True, leave=False)
+
+        def tick(label: str, n: int) -> None:
+            bar.set_postfix_str(label, refresh=False)
+            bar.update(n)
+            if bar.n >= total:
+                bar.close()
+
+        return tick
+
+    return start
+
+
+def run_test_sets(args: argparse.Namespace) -> int:
+    """Methods x datasets from saved maps (--data ROOT --pred NAME=DIR ...)."""
+    from segkit.metrics.paper import evaluate_benchmark
+    from segkit.tasks import get_task
+
+    if args.task != "saliency":
+        raise SegkitError("--data with --pred scores saliency test sets: add --task saliency")
+    if args.gt:
+        raise SegkitError("give --gt DIR (one ground-truth folder) or --data ROOT (every test set), not both")
+    refuse_flags(args, {**CHECKPOINT_ONLY, "num_classes": "--num-classes"}, "to scoring saved saliency maps")
+    if args.workers is not None and args.workers < 1:
+        raise SegkitError(f"--workers must be a positive number of processes, got {args.workers}")
+    methods = named_paths(args.pred, "--pred", allow_unnamed=True)
+    metrics = chosen_metrics(args, get_task("saliency"), DEFAULT_TABLE)
+    results = evaluate_benchmark(args.data, methods, args.strict_size, args.workers, progress_bar("map"))
+    return report_results(results, metrics, args)
+
+
+def run_checkpoint_test_sets(args: argparse.Namespace) -> int:
+    """A saliency model on every test set under --data."""
+    from segkit.engine.evaluate import evaluate_test_sets
+    from segkit.tasks import get_task
+
+    metrics = chosen_metrics(args, get_task("saliency"), DEFAULT_TABLE)
+    if args.save_preds:
+        check_writable_parent(args.save_preds + "/x", "--save-preds")
+    results, predictor = evaluate_test_sets(
+        args.checkpoint,
+        args.data,
+        args.save_preds,
+        args.tta,
+        args.output_stride,
+        task=args.task,
+        precision=args.precision or "auto",
+        compile=args.compile or "auto",
+        progress=progress_bar("img"),
+    )
+    say(f"{args.checkpoint}: {predictor.describe()}")
+    if predictor.notice:
+        say(predictor.notice)
+    if args.save_preds:
+        say(f"wrote the maps under {args.save_preds}/<dataset>/")
+    return report_results(results, metrics, args)
+
+
+DEFAULT_TABLE = ("max_fm", "mae", "sm", "mean_em")
+
+
+def report_results(results, metrics: tuple[str, ...], args: argparse.Namespace) -> int:
+    """Print the notes and the table; write JSON, curves and curve data; the exit status."""
+    from segkit.metrics.folders import FolderScores, Unscored
+    from segkit.metrics.tables import format_results
+
+    for note in results.notes:
+        say(note)
+    for dataset, cells in results.cells.items():
+        for method, cell in cells.items():
+            if isinstance(cell, Unscored):
+                say(f"[{method} on {dataset}] not scored: {cell.reason}")
+            elif isinstance(cell, FolderScores):
+                report_problems(f"{method} on {dataset}", cell)
+    if not results.scored():
+        raise SegkitError("nothing could be scored (see above)")
+    print(format_results(results, metrics, args.format, 3 if args.digits is None else args.digits))
+    if args.json:
+        write_json(args.json, results.to_json())
+        say(f"wrote {args.json}")
+    curves = {
+        d: {m: c.scores for m, c in cells.items() if isinstance(c, FolderScores)} for d, cells in results.cells.items()
+    }
+    curves = {d: ms for d, ms in curves.items() if ms}
+    if args.curves:
+        from segkit.metrics.curves import plot_dataset_curves
+
+        written = plot_dataset_curves(curves, args.curves)
+        say(f"wrote {len(written)} curve figures (PDF and PNG) under {args.curves}")
+    if args.curves_data:
+        save_curves_data(curves, results.card, args.curves_data)
+    bad = results.bad_files()
+    if bad:
+        say(f"{bad} files could not be scored (listed above); the scores leave them out")
+    return 1 if bad else 0

@@ -79,3 +79,74 @@ def evaluate_checkpoint(
     scores = evaluate(predictor.net, source, predictor.settings, predictor.num_classes)
     notice = predictor.notice if data_root is not None else None  # its own built-in data: nothing to say
     return CheckpointScores(predictor.task, scores, predictor.class_names, notice, predictor.describe())
+
+
+def evaluate_test_sets(
+    checkpoint: Path | str,
+    root: Path | str,
+    save_preds: Path | str | None = None,
+    tta: bool = False,
+    output_stride: int | None = None,
+    task: str | None = None,
+    precision: str = "auto",
+    compile: bool | str = "auto",
+    progress: Callable[[int], Callable[[str, int], None]] | None = None,
+):
+    """Score a saliency checkpoint on every test set under ``root`` (training sets skipped), as
+    ``segkit.metrics.paper.Results`` with one method named after the checkpoint. ``save_preds`` writes each map
+    to ``save_preds/DATASET/STEM.png``, the layout ``segkit eval --pred NAME=DIR --data ROOT`` reads, where they
+    score the same."""
+    from segkit.data.io import write_png
+    from segkit.data.saliency import pair_files
+    from segkit.engine.predictor import Predictor
+    from segkit.metrics.card import metric_card
+    from segkit.metrics.folders import FolderScores, Unscored
+    from segkit.metrics.paper import Results, find_test_sets
+
+    predictor = Predictor(checkpoint, tta=tta, device="cpu", output_stride=output_stride, precision=precision)
+    require_task(task, predictor.task, f"checkpoint '{checkpoint}'")
+    if predictor.task != "saliency":
+        raise SegkitError("scoring every test set under --data is for saliency checkpoints; give --split for others")
+    sal = get_task("saliency")
+    sources, skipped = find_test_sets(root)
+    sets = {
+        s.name: sal.file_source(pair_files(s.image_dir, s.mask_dir).pairs, str(s.image_dir), ("object",))
+        for s in sources
+    }
+    predictor.set_compile(compile, sum(len(s) for s in sets.values()))
+    tick = progress(sum(len(s) for s in sets.values())) if progress else None
+    name = Path(checkpoint).stem if Path(checkpoint).is_file() else Path(checkpoint).name
+    cells, facts = {}, {}
+    for dataset, source in sets.items():
+        if save_preds is not None:
+            _make_folder(Path(save_preds) / dataset)
+        metrics, bad = sal.metrics(), []
+        for i in range(len(source)):
+            try:
+                image, gt, stem = source.load(i)
+            except BadFileError as err:
+                bad.append({"path": err.path, "problem": err.problem})
+                continue
+            mask = sal.to_mask(predict_probs(predictor.net, image, predictor.settings))
+            if save_preds is not None:
+                write_png(Path(save_preds) / dataset / f"{stem}.png", mask)
+            metrics.update(mask, gt)
+            if tick:
+                tick(dataset, 1)
+        cell = FolderScores(metrics.compute(), metrics.count, [], [], bad) if metrics.count else None
+        cells[dataset] = {name: cell or Unscored("no image could be scored", bad=bad)}
+        facts[dataset] = {"ground_truths": len(source), "methods": {name: {"scored": metrics.count, "missing": [],
+                          "resized": [], "bad": bad}}}  # fmt: skip
+    card = metric_card("saliency") | {
+        "model": {"checkpoint": str(checkpoint), "run_as": predictor.describe(), "tta": tta}
+    }
+    card["datasets"] = facts
+    notes = [f"skipped training set(s): {', '.join(skipped)}"] if skipped else []
+    return Results("saliency", list(sets), [name], cells, card, notes), predictor
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SegkitError(f"cannot create '{folder}' for --save-preds: {err.strerror or err}") from None

@@ -208,7 +208,7 @@ def load_folder(source: str | Path, output_stride: int | None = None, device: st
     from segkit.engine.predictor import network_from_config
 
     folder = resolve_folder(source)
-    config = _read_config(folder)
+    config = read_folder_config(folder)
     experiment, model = network_from_config(config["experiment"], int(config.get("num_classes", 1)), output_stride)
     state = _read_weights(folder / WEIGHTS)
     _check_match(folder, model, state)
@@ -218,7 +218,8 @@ def load_folder(source: str | Path, output_stride: int | None = None, device: st
     return model.to(device).eval()
 
 
-def _read_config(folder: Path) -> dict:
+def read_folder_config(folder: Path) -> dict:
+    """A model folder's config.json, checked to be one."""
     path = folder / CONFIG
     if not path.is_file():
         raise SegkitError(f"'{folder}' is not a segkit model folder: it has no {CONFIG}")

@@ -1,4 +1,5 @@
-"""Scoring folders of saved masks: pairing by file stem, parallel reading and scoring, tables for papers."""
+"""Scoring folders of saved masks: pairing by file stem, parallel reading and scoring, each ground truth read once
+for every method scored against it."""
 
 from __future__ import annotations
 
@@ -325,52 +326,3 @@ def _split(items: list, n: int) -> list[list]:
     n = max(1, min(n, len(items)))
     size = -(-len(items) // n)
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def format_table(
-    rows: dict[str, dict[str, float]], keys: tuple[str, ...], fmt: str = "text", counts: dict[str, int] | None = None
-) -> str:
-    """A table with one row per method (``rows``: method -> scalar scores): plain text, Markdown, CSV or LaTeX;
-    ``counts`` adds each method's number of scored images (column ``n``)."""
-    header = ["method", *keys, *(["n"] if counts else [])]
-    body = [
-        [name, *(f"{scores[k]:.4f}" for k in keys), *([str(counts[name])] if counts else [])]
-        for name, scores in rows.items()
-    ]
-    if fmt == "csv":
-        return "\n".join(",".join(r) for r in [header, *body])
-    if fmt == "md":
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
-    if fmt == "latex":
-        cols = "l" + "c" * (len(header) - 1)
-        names = [k.replace("_", r"\_") for k in header]
-        lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(names) + r" \\", r"\midrule"]
-        lines += [" & ".join(r[:1] + r[1:]).replace("_", r"\_") + r" \\" for r in body]
-        return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
-    if fmt == "text":
-        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *body])
-    raise SegkitError(f"--format must be text, md, csv or latex, got '{fmt}'")
-
-
-def plot_curves(rows: dict[str, SaliencyScores], path: Path | str) -> None:
-    """Precision-recall and F-measure-vs-threshold curves of every method, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_pr, ax_f) = plt.subplots(1, 2, figsize=(10, 4))
-    thresholds = np.arange(256) / 255
-    for name, s in rows.items():
-        ax_pr.plot(s.curves.recall, s.curves.precision, label=name)
-        ax_f.plot(thresholds, s.curves.fmeasure, label=f"{name} (max {s.max_fm:.3f})")
-    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
-    ax_f.set(xlabel="threshold", ylabel="F-measure (beta^2 = 0.3)", title="F-measure", xlim=(0, 1), ylim=(0, 1.02))
-    for ax in (ax_pr, ax_f):
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
