@@ -190,3 +190,21 @@ def test_smeasure_of_constant_predictions_equals_pysodmetrics(size):
             m = SaliencyMetrics()
             got = m.update(pred, gt)["sm"]
             assert got == pytest.approx(oracle_sm.get_results()["sm"], abs=1e-9), (size, level)
+
+
+def test_distance_weights_are_exact_and_the_same_on_every_run():
+    """The weighted F-measure's distances equal SciPy's exact transform (sqrt of integers), and scoring the same
+    pair twice gives the same bits (OpenCV's precise transform alone varies in its last float32 bits)."""
+    from scipy.ndimage import distance_transform_edt
+
+    from segkit.metrics.saliency import exact_distance_to
+
+    rng = np.random.default_rng(3)
+    for h, w in ((31, 17), (300, 400), (1200, 1600)):
+        mask = _blob(rng, h, w)
+        assert np.array_equal(exact_distance_to(mask), distance_transform_edt(~mask))
+    far = np.zeros((1500, 1500), bool)
+    far[0, 0] = True  # distances beyond the rounding-safe range: SciPy's transform
+    assert np.array_equal(exact_distance_to(far), distance_transform_edt(~far))
+    pred, gt = random_case(rng, "blobs", 120, 90)
+    assert len({ours([(pred.copy(), gt.copy())])["wfm"] for _ in range(8)}) == 1

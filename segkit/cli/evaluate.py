@@ -402,7 +402,8 @@ def report_results(results, metrics: tuple[str, ...], args: argparse.Namespace) 
             elif isinstance(cell, FolderScores):
                 report_problems(f"{method} on {dataset}", cell)
     if not results.scored():
-        raise SegkitError("nothing could be scored (see above)")
+        say("segkit: nothing could be scored (see above)")
+        return 1
     print(format_results(results, metrics, args.format, 3 if args.digits is None else args.digits))
     if args.json:
         write_json(args.json, results.to_json())
