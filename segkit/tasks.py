@@ -189,9 +189,19 @@ class Task:
         """A fresh metrics accumulator (``update``, ``merge``, ``compute``, ``reduce_from_all_processes``)."""
         raise NotImplementedError
 
+    caption_keys: ClassVar[dict[str, str]]  # label printed under a comparison panel -> score key
+    image_metric_options: ClassVar[dict] = {}  # options of ``metrics`` for one image's scores
+
+    def image_scores(self, pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, float]:
+        """Every scalar score of one image (``metric_keys``), as ``segkit eval`` would give for it alone."""
+        m = self.metrics(num_classes, **self.image_metric_options)
+        m.update(pred, gt)
+        return m.compute().scalars()
+
     def caption_scores(self, pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, float]:
-        """The per-image scores a comparison figure prints under a panel."""
-        raise NotImplementedError
+        """The per-image scores a comparison figure prints under a panel (``caption_keys``)."""
+        scores = self.image_scores(pred, gt, num_classes)
+        return {label: scores[key] for label, key in self.caption_keys.items()}
 
     def details_table(self, scores, class_names: tuple[str, ...]) -> str | None:
         """A table printed under the scores by ``segkit eval --checkpoint`` (per class), or None."""
@@ -211,6 +221,7 @@ class SaliencyTask(Task):
     name = "saliency"
     primary_metric = "max_fm"
     metric_keys = ("mae", "sm", "wfm", "adp_fm", "mean_fm", "max_fm", "adp_em", "mean_em", "max_em", "boundary_iou")
+    caption_keys = {"MAE": "mae", "maxF": "max_fm"}
     default_loss = "bce_iou"
     default_config = "demo_saliency.yaml"
     labels = False
@@ -325,12 +336,6 @@ class SaliencyTask(Task):
 
         return SaliencyMetrics(**options)
 
-    def caption_scores(self, pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, float]:
-        m = self.metrics()
-        m.update(pred, gt)
-        s = m.compute()
-        return {"MAE": s.mae, "maxF": s.max_fm}
-
     def summary(self, scores) -> str:
         return f"{super().summary(scores)}, MAE {scores.mae:.4f}"
 
@@ -341,6 +346,8 @@ class SegmentationTask(Task):
     name = "segmentation"
     primary_metric = "miou"
     metric_keys = ("miou", "aacc", "macc", "fwiou", "mdice", "boundary_iou")
+    caption_keys = {"IoU": "miou", "BIoU": "boundary_iou"}
+    image_metric_options = {"trimap_widths_px": ()}
     default_loss = "ce"
     default_config = "demo_segmentation.yaml"
     labels = True
@@ -477,12 +484,6 @@ class SegmentationTask(Task):
         if num_classes < 1:
             raise SegkitError("segmentation scores need the number of classes (--num-classes N, 21 for VOC)")
         return SegmentationMetrics(num_classes, **options)
-
-    def caption_scores(self, pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, float]:
-        m = self.metrics(num_classes, trimap_widths_px=())
-        m.update(pred, gt)
-        s = m.compute()
-        return {"IoU": s.miou, "BIoU": s.boundary_iou}
 
     def details_table(self, scores, class_names: tuple[str, ...]) -> str | None:
         """IoU and Boundary IoU per class (classes absent from both prediction and ground truth show '-')."""

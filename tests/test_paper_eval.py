@@ -207,3 +207,60 @@ def test_text_table_marks_and_markdown(scored, capsys):
     assert main(["eval", "--task", "saliency", "--data", str(data), *pred_args(preds), "--format", "md"]) == 0
     md = capsys.readouterr().out
     assert re.search(r"\| A \| \*\*0\.\d{3}\*\* \|", md) and "<u>" in md
+
+
+def test_render_worst_picks_the_failures(tmp_path, capsys):
+    """One method: the K images where it scores worst; two: where they differ most; ranks from SaliencyMetrics
+    run on each image alone."""
+    from test_page import render_args, three_images
+
+    from segkit.metrics import SaliencyMetrics
+
+    three_images(tmp_path)
+
+    def mae(method, name):
+        m = SaliencyMetrics()
+        read = lambda d: cv2.imread(str(tmp_path / d / f"{name}.png"), cv2.IMREAD_GRAYSCALE)  # noqa: E731
+        m.update(read(method), read("gt"))
+        return m.compute().mae
+
+    names = ["im0", "im1", "im2"]
+    args = ["render", "--task", "saliency", "--images", str(tmp_path / "img"), "--gt", str(tmp_path / "gt")]
+    out = ["--output", str(tmp_path / "w.png"), "--html", str(tmp_path / "page")]
+    assert main([*args, "--pred", f"A={tmp_path / 'a'}", *out, "--worst", "2", "--by", "MAE"]) == 0
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert re.findall(r"data-name='(im\d)'", page) == sorted(names, key=lambda n: -mae("a", n))[:2]
+    assert "scores worst on mae" in capsys.readouterr().err
+    assert main([*render_args(tmp_path)[:-4], *out, "--worst", "1", "--by", "mae"]) == 0
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert re.findall(r"data-name='(im\d)'", page) == [max(names, key=lambda n: abs(mae("a", n) - mae("b", n)))]
+    assert "differ most in mae" in capsys.readouterr().err
+    assert main([*args, "--pred", f"A={tmp_path / 'a'}", *out, "--worst", "2", "--by", "nope"]) == 2
+    assert "'nope'" in capsys.readouterr().err
+    assert main([*args[:4], *args[6:], "--pred", f"A={tmp_path / 'a'}", *out, "--worst", "2"]) == 2
+    assert "--gt" in capsys.readouterr().err
+
+
+def test_saved_predictions_rescore_as_the_checkpoint(tmp_path, capsys):
+    from segkit.engine.config import load_config
+    from segkit.engine.train import train
+
+    data, _ = write_layout(tmp_path, n=2)
+    tiny = ["data.image_size=64", "data.batch_size=2", "data.workers=0", "eval.max_images=2"]
+    tiny += ["model.backbone=res2net50_14w_8s", "model.decoder_channels=16", "schedule.max_steps=1"]
+    run = train(load_config(None, ["task=saliency", f"out_dir={tmp_path}", "name=m", *tiny])).run_dir
+    maps, direct, again = tmp_path / "maps", tmp_path / "direct.json", tmp_path / "again.json"
+    args = ["eval", "--checkpoint", str(run / "last.pt"), "--data", str(data), "--precision", "fp32"]
+    assert main([*args, "--save-preds", str(maps), "--json", str(direct)]) == 0
+    assert sorted(p.name for p in (maps / "ECSSD").iterdir()) == ["ecssd_0.png", "ecssd_1.png"]
+    assert not (maps / "DUTS-TR").exists()  # training sets are not scored
+    assert main(["eval", "--task", "saliency", "--data", str(data), "--pred", f"m={maps}", "--json", str(again)]) == 0
+    first, second = json.loads(direct.read_text()), json.loads(again.read_text())
+    assert list(first["datasets"]) == list(second["datasets"]) == ["ECSSD", "HKU-IS", "PASCAL-S"]
+    for ds in first["datasets"]:
+        for key in KEYS:
+            assert first["datasets"][ds]["last"][key] == second["datasets"][ds]["m"][key], (ds, key)
+    assert first["metric_card"]["model"]["checkpoint"].endswith("last.pt")
+    capsys.readouterr()
+    assert main([*args, "--split", "val", "--save-preds", str(maps)]) == 2  # one split: no test-set layout
+    assert "--save-preds" in capsys.readouterr().err

@@ -365,7 +365,7 @@ def run_checkpoint_test_sets(args: argparse.Namespace) -> int:
 
     metrics = chosen_metrics(args, get_task("saliency"), DEFAULT_TABLE)
     if args.save_preds:
-        check_writable_parent(args.save_preds + "/x", "--save-preds")
+        check_writable_parent(args.save_preds, "--save-preds")  # DIR itself is created
     results, predictor = evaluate_test_sets(
         args.checkpoint,
         args.data,

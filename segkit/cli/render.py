@@ -33,6 +33,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "by any per-panel score or by disagreement",
     )
     rd.add_argument("--sort", action="store_true", help="rows ordered by how much the methods differ")
+    rd.add_argument(
+        "--worst",
+        type=int,
+        metavar="K",
+        help="show only the K images that fail most, worst first: with one method where it scores worst on --by, "
+        "with two where they differ most, with more where their mean is worst (needs --gt)",
+    )
+    rd.add_argument(
+        "--by",
+        metavar="METRIC",
+        help="the score --worst ranks by: a score key (mae, sm, wfm, max_fm, ..., miou, boundary_iou) or a caption "
+        "label (MAE, maxF, IoU, BIoU); default MAE for saliency, IoU for segmentation",
+    )
     rd.add_argument("--max-rows", type=int, default=0, help="at most N rows in the figure (the page keeps them all)")
     rd.add_argument("--num-classes", type=int, default=21, help="segmentation classes (default 21, VOC)")
     add_precision_flags(rd)
@@ -40,10 +53,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segkit.viz import build_comparison, render_figure, render_html
+    from segkit.viz import build_comparison, render_figure, render_html, select_worst
 
     if args.max_rows < 0:
         raise SegkitError(f"--max-rows must be 0 (every row) or more, got {args.max_rows}")
+    if args.by and args.worst is None:
+        raise SegkitError("--by chooses the score of --worst K; add --worst")
+    if args.worst is not None and args.sort:
+        raise SegkitError("--worst orders the rows itself (worst first); drop --sort")
     methods: dict = dict(named_paths(args.pred, "--pred"))
     class_names: tuple[str, ...] = ()
     notices: list[str] = []
@@ -65,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
         class_names = VOC_CLASSES  # 21 classes without a checkpoint to name them: PASCAL VOC's
     comp = build_comparison(args.task, args.images, methods, args.gt, args.num_classes, class_names, sort=args.sort)
+    if args.worst is not None:
+        say(f"rows: {select_worst(comp, args.worst, args.by)}")
     for method, missing in comp.skipped.items():
         say(f"skipped {len(missing)} rows: {method} lacks {', '.join(missing[:10])}")
     if comp.resized:

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segkit.conventions import lower_is_better
 from segkit.data.io import BadFileError, list_images, read_rgb
 from segkit.errors import SegkitError
 from segkit.metrics.boundary import boundary_band, boundary_width_px
@@ -21,7 +22,8 @@ INSET_FRACTION = 0.3  # inset side as a fraction of the image's shorter side
 @dataclass
 class MethodResult:
     mask: np.ndarray  # saliency: uint8 grey map; segmentation: class ids
-    scores: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)  # the caption's scores, by label (MAE, maxF)
+    all_scores: dict[str, float] = field(default_factory=dict)  # every score of this image, by key (mae, sm, ...)
 
 
 @dataclass
@@ -43,7 +45,7 @@ class Comparison:
     resized: list[str] = field(default_factory=list)
     class_names: tuple[str, ...] = ()
     num_classes: int = 0
-    sorted_by_disagreement: bool = False  # rows reordered (``sort=True``); otherwise in file order
+    order: str = ""  # how the rows are ordered: "" (file order), "disagreement", or what ``select_worst`` chose
 
 
 def binary(mask: np.ndarray, task: str | Task) -> np.ndarray:
@@ -129,7 +131,7 @@ def build_comparison(
         row.inset, row.disagreement = choose_inset(disagreement_map(row, task))
     if sort:
         comp.rows.sort(key=lambda r: r.disagreement, reverse=True)
-        comp.sorted_by_disagreement = True
+        comp.order = "disagreement"
     return comp
 
 
@@ -159,6 +161,51 @@ def _build_row(path: Path, methods: dict, folders: dict, gts: dict, comp: Compar
         if mask.shape != shape:
             mask = task.resize_mask(mask, shape)
             comp.resized.append(f"{name}/{path.stem}")
-        scores = task.caption_scores(mask, gt, comp.num_classes) if gt is not None else {}
-        results[name] = MethodResult(mask, scores)
+        every = task.image_scores(mask, gt, comp.num_classes) if gt is not None else {}
+        caption = {label: every[key] for label, key in task.caption_keys.items()} if every else {}
+        results[name] = MethodResult(mask, caption, every)
     return Row(path.stem, image, gt, results)
+
+
+def score_key(task: str | Task, name: str) -> str:
+    """A score key (``mae``, ``sm``, ``miou`` ...) from a key or a caption label (``MAE``, ``maxF``, ``IoU``)."""
+    task = get_task(task)
+    if name in task.metric_keys:
+        return name
+    labels = {label.lower(): key for label, key in task.caption_keys.items()}
+    key = labels.get(name.lower(), name.lower())
+    if key not in task.metric_keys:
+        valid = ", ".join([*task.metric_keys, *task.caption_keys])
+        raise SegkitError(f"--by: '{name}' is not a {task.name} score; valid: {valid}")
+    return key
+
+
+def select_worst(comp: Comparison, k: int, by: str | None = None) -> str:
+    """Keep the ``k`` rows that fail most on score ``by`` (default: the first caption score), worst first: with
+    one method, where it scores worst; with two, where they differ most; with more, where their mean is worst.
+    Returns the description of the choice (also kept in ``comp.order``)."""
+    task = get_task(comp.task)
+    if k < 1:
+        raise SegkitError(f"--worst takes a positive number of images, got {k}")
+    if not any(r.gt is not None for r in comp.rows):
+        raise SegkitError("--worst needs ground truth to score the images: add --gt DIR")
+    key = score_key(task, by or next(iter(task.caption_keys)))
+    sign = 1.0 if lower_is_better(key) else -1.0  # larger badness = worse
+
+    def badness(row: Row) -> float:
+        values = [row.methods[m].all_scores.get(key, float("nan")) for m in comp.methods]
+        if len(values) == 2:
+            return abs(values[0] - values[1])
+        return sign * float(np.mean(values))
+
+    scored = [(badness(r), i, r) for i, r in enumerate(comp.rows) if r.gt is not None]
+    scored = [s for s in scored if not np.isnan(s[0])]
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    comp.rows = [r for _, _, r in scored[:k]]
+    if len(comp.methods) == 2:
+        comp.order = f"the {len(comp.rows)} images where {comp.methods[0]} and {comp.methods[1]} differ most in {key}"
+    elif len(comp.methods) == 1:
+        comp.order = f"the {len(comp.rows)} images where {comp.methods[0]} scores worst on {key}"
+    else:
+        comp.order = f"the {len(comp.rows)} images with the worst {key} averaged over the methods"
+    return comp.order

@@ -48,6 +48,8 @@ def sort_keys(comp: Comparison) -> list[SortKey]:
     """What the page's sort control offers: file order, disagreement, and every method's every score."""
     dis_label = "disagreement between methods" if len(comp.methods) > 1 else "boundary errors"
     keys = [SortKey("order", "file order", False), SortKey("dis", dis_label, False)]
+    if comp.order and comp.order != "disagreement":
+        keys.insert(0, SortKey("given", f"as rendered: {comp.order}", False))
     scores = _score_names(comp)
     for j, method in enumerate(comp.methods):
         keys += [SortKey(f"{j}:{s}", f"{method}: {s}", lower_is_better(s)) for s in scores]
@@ -124,7 +126,7 @@ def _row_html(i: int, row: Row, comp: Comparison, folder: Path, file_rank: dict[
         cells.append(_cell(row, gt_layers, "ground truth", ""))
     elif any(r.gt is not None for r in comp.rows):
         cells.append("<td class='missing'>no ground truth</td>")
-    values: dict[str, float | None] = {"order": file_rank[row.name], "dis": row.disagreement}
+    values: dict[str, float | None] = {"given": i, "order": file_rank[row.name], "dis": row.disagreement}
     for j, name in enumerate(comp.methods):
         result = row.methods[name]
         layers = [("mask", _write_image(out / f"r{i}_m{j}.png", mask_rgb(result.mask, comp.task)))]
@@ -170,7 +172,7 @@ def _header(comp: Comparison) -> str:
 
 
 def _controls(comp: Comparison) -> str:
-    initial = "dis" if comp.sorted_by_disagreement else "order"
+    initial = {"": "order", "disagreement": "dis"}.get(comp.order, "given")
     options = "".join(
         f"<option value='{html.escape(k.value, quote=True)}' data-lower-better='{int(k.lower_better)}'"
         f"{' selected' if k.value == initial else ''}>{html.escape(k.label)}</option>"
@@ -246,7 +248,7 @@ _SCRIPT = r"""
     var opt = key.options[key.selectedIndex], k = opt.value;
     var worst = dir.dataset.dir === 'worst';
     var sign;  // +1: ascending
-    if (k === 'order') { sign = 1; }  // file order has no worst
+    if (k === 'order' || k === 'given') { sign = 1; }  // these orders have no worst
     else if (k === 'dis') { sign = worst ? -1 : 1; }
     else { var lower = opt.dataset.lowerBetter === '1'; sign = (worst === lower) ? -1 : 1; }
     var list = Array.prototype.slice.call(rows.children);
