@@ -264,3 +264,14 @@ def test_saved_predictions_rescore_as_the_checkpoint(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--split", "val", "--save-preds", str(maps)]) == 2  # one split: no test-set layout
     assert "--save-preds" in capsys.readouterr().err
+
+
+def test_bench_metrics_table_case_compares_every_cell(tmp_path):
+    """The benchmark's own claim: PySODMetrics' loop and segkit eval give the same numbers on its files (speed is
+    measured by running it, never asserted)."""
+    from segkit.bench.metrics import run_table_bench
+
+    result = run_table_bench(datasets=2, methods=2, count=3, workdir=tmp_path)
+    assert result["same_numbers"] and result["max_abs_metric_difference"] < 1e-9
+    assert result["segkit_eval_s"] > 0 and result["pysodmetrics_loop_s"] > 0
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["SET0", "SET1"]

@@ -1,4 +1,5 @@
-"""``segkit bench metrics``: ``segkit eval --task saliency`` against a plain Python loop over PySODMetrics.
+"""``segkit bench metrics``: ``segkit eval --task saliency`` against a plain Python loop over PySODMetrics, on one
+folder of pairs or on a methods x datasets table.
 
 Both run as whole processes (start-up and file reading included) over the same folders, and their numbers are
 compared: the speed-up only counts when every metric agrees.
@@ -39,6 +40,21 @@ print(json.dumps({"mae": mae.get_results()["mae"], "sm": sm.get_results()["sm"],
 COMPARED = ("mae", "sm", "wfm", "adp_fm", "mean_fm", "max_fm", "adp_em", "mean_em", "max_em")
 
 
+def _synthetic_gt(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    gt = np.zeros((height, width), np.uint8)
+    for _ in range(rng.integers(1, 4)):
+        center = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        axes = (int(rng.integers(10, width // 3)), int(rng.integers(10, height // 3)))
+        cv2.ellipse(gt, center, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    return gt
+
+
+def _synthetic_prediction(rng: np.random.Generator, gt: np.ndarray) -> np.ndarray:
+    shift = np.roll(gt, int(rng.integers(-8, 9)), axis=int(rng.integers(0, 2))).astype(np.float32)
+    soft = cv2.GaussianBlur(shift, (0, 0), float(rng.uniform(1, 6)))
+    return np.clip(soft + rng.normal(0, 12, gt.shape), 0, 255).astype(np.uint8)
+
+
 def make_pairs(out: Path, count: int, height: int = 300, width: int = 400, seed: int = 0) -> tuple[Path, Path]:
     """``count`` synthetic saliency predictions and masks (ellipses, blur, noise) as PNGs under ``out``."""
     rng = np.random.default_rng(seed)
@@ -46,17 +62,89 @@ def make_pairs(out: Path, count: int, height: int = 300, width: int = 400, seed:
     pred_dir.mkdir(parents=True, exist_ok=True)
     gt_dir.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        gt = np.zeros((height, width), np.uint8)
-        for _ in range(rng.integers(1, 4)):
-            center = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-            axes = (int(rng.integers(10, width // 3)), int(rng.integers(10, height // 3)))
-            cv2.ellipse(gt, center, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
-        shift = np.roll(gt, int(rng.integers(-8, 9)), axis=int(rng.integers(0, 2))).astype(np.float32)
-        soft = cv2.GaussianBlur(shift, (0, 0), float(rng.uniform(1, 6)))
-        pred = np.clip(soft + rng.normal(0, 12, gt.shape), 0, 255).astype(np.uint8)
+        gt = _synthetic_gt(rng, height, width)
         cv2.imwrite(str(gt_dir / f"{i:05d}.png"), gt)
-        cv2.imwrite(str(pred_dir / f"{i:05d}.png"), pred)
+        cv2.imwrite(str(pred_dir / f"{i:05d}.png"), _synthetic_prediction(rng, gt))
     return pred_dir, gt_dir
+
+
+def make_benchmark(out: Path, datasets: int, methods: int, count: int, seed: int = 0) -> tuple[Path, list[str]]:
+    """A dataset root of ``datasets`` test sets (``SET{i}/images`` + ``SET{i}/masks``, ``count`` 400x300 masks
+    each; the images folders stay empty, scoring saved maps never reads them) and, per method, a folder of
+    per-dataset maps (``M{j}/SET{i}/*.png``) as papers publish them. Returns the root and the method folders."""
+    rng = np.random.default_rng(seed)
+    root = out / "data"
+    for d in range(datasets):
+        (root / f"SET{d}" / "images").mkdir(parents=True, exist_ok=True)
+        (root / f"SET{d}" / "masks").mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            gt = _synthetic_gt(rng, 300, 400)
+            cv2.imwrite(str(root / f"SET{d}" / "masks" / f"{i:05d}.png"), gt)
+            for m in range(methods):
+                folder = out / f"M{m}" / f"SET{d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(folder / f"{i:05d}.png"), _synthetic_prediction(rng, gt))
+    return root, [str(out / f"M{m}") for m in range(methods)]
+
+
+# The plain loop a user would write for a results table: every method on every dataset, pair by pair.
+ORACLE_TABLE_LOOP = r"""
+import json, sys
+from pathlib import Path
+import cv2
+import py_sod_metrics as psm
+root, methods = Path(sys.argv[1]), sys.argv[2:]
+table = {}
+for method in methods:
+    for dataset in sorted(p.name for p in root.iterdir()):
+        fm, wfm, sm, em, mae = psm.Fmeasure(), psm.WeightedFmeasure(), psm.Smeasure(), psm.Emeasure(), psm.MAE()
+        for gt_path in sorted((root / dataset / "masks").glob("*.png")):
+            gt = cv2.imread(str(gt_path), cv2.IMREAD_GRAYSCALE)
+            pred = cv2.imread(str(Path(method) / dataset / gt_path.name), cv2.IMREAD_GRAYSCALE)
+            for m in (fm, wfm, sm, em, mae):
+                m.step(pred=pred, gt=gt)
+        f, e = fm.get_results()["fm"], em.get_results()["em"]
+        table.setdefault(dataset, {})[Path(method).name] = {"mae": mae.get_results()["mae"],
+            "sm": sm.get_results()["sm"], "wfm": wfm.get_results()["wfm"], "adp_fm": f["adp"],
+            "mean_fm": f["curve"].mean(), "max_fm": f["curve"].max(), "adp_em": e["adp"],
+            "mean_em": e["curve"].mean(), "max_em": e["curve"].max()}
+print(json.dumps(table, default=float))
+"""
+
+
+def run_table_bench(datasets: int = 3, methods: int = 3, count: int = 300, workdir: Path | None = None) -> dict:
+    """``segkit eval --data ROOT --pred ...`` (methods x datasets, one process) against the plain PySODMetrics
+    loop over the same files; both whole processes, numbers compared cell by cell."""
+    _need_pysodmetrics()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(workdir or tmp)
+        root, method_dirs = make_benchmark(out, datasets, methods, count)
+        ours_json = out / "ours.json"
+        ours_cmd = [sys.executable, "-m", "segkit", "eval", "--task", "saliency", "--data", str(root)]
+        ours_cmd += [arg for m in method_dirs for arg in ("--pred", m)] + ["--json", str(ours_json)]
+        ours_s, _ = _timed(ours_cmd)
+        oracle_s, oracle_out = _timed([sys.executable, "-c", ORACLE_TABLE_LOOP, str(root), *method_dirs])
+        ours = json.loads(ours_json.read_text())["datasets"]
+    oracle = json.loads(oracle_out)
+    max_diff = max(abs(ours[d][m][k] - oracle[d][m][k]) for d in oracle for m in oracle[d] for k in COMPARED)
+    return {
+        "datasets": datasets,
+        "methods": methods,
+        "pairs_per_dataset": count,
+        "size": "400x300",
+        "segkit_eval_s": ours_s,
+        "pysodmetrics_loop_s": oracle_s,
+        "speedup": oracle_s / ours_s,
+        "max_abs_metric_difference": max_diff,
+        "same_numbers": max_diff <= 1e-6,
+    }
+
+
+def _need_pysodmetrics() -> None:
+    try:
+        import py_sod_metrics  # noqa: F401
+    except ImportError:
+        raise SegkitError("segkit bench metrics compares with PySODMetrics: pip install pysodmetrics") from None
 
 
 def _timed(cmd: list[str]) -> tuple[float, str]:
@@ -69,10 +157,7 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
 
 
 def run_metrics_bench(count: int = 1000, workdir: Path | None = None) -> dict:
-    try:
-        import py_sod_metrics  # noqa: F401
-    except ImportError:
-        raise SegkitError("segkit bench metrics compares with PySODMetrics: pip install pysodmetrics") from None
+    _need_pysodmetrics()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir or tmp)
         pred_dir, gt_dir = make_pairs(root, count)

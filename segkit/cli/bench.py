@@ -80,10 +80,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Writes N synthetic 400x300 prediction/mask PNG pairs, then times two whole processes on them: "
             "'segkit eval --task saliency' and a plain Python loop over PySODMetrics' Fmeasure, WeightedFmeasure, "
-            "Smeasure, Emeasure and MAE; reports the speed-up and the largest difference between their numbers."
+            "Smeasure, Emeasure and MAE; reports the speed-up and the largest difference between their numbers. "
+            "With --datasets/--methods above 1: a results table instead, 'segkit eval --data ROOT --pred ...' "
+            "against the same loop over every method and dataset (e.g. --datasets 3 --methods 3 --pairs 300)."
         ),
     )
-    bm.add_argument("--pairs", type=int, default=1000, help="number of image pairs (default: 1000)")
+    bm.add_argument("--pairs", type=int, default=1000, help="image pairs (per dataset) (default: 1000)")
+    bm.add_argument("--datasets", type=int, default=1, help="test sets in the table case (default 1: one folder)")
+    bm.add_argument("--methods", type=int, default=1, help="methods in the table case (default 1)")
     bm.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bm.set_defaults(run=_run_bench_metrics)
     bp = targets.add_parser(
@@ -208,12 +212,18 @@ def _check_device(device: str) -> None:
 
 def _run_bench_metrics(args: argparse.Namespace) -> int:
 
-    from segkit.bench.metrics import run_metrics_bench
+    from segkit.bench.metrics import run_metrics_bench, run_table_bench
 
-    if args.pairs < 1:
-        raise SegkitError("--pairs must be a positive integer")
-    print(f"writing {args.pairs} pairs and timing both evaluators ...", file=sys.stderr)
-    result = run_metrics_bench(args.pairs)
+    if min(args.pairs, args.datasets, args.methods) < 1:
+        raise SegkitError("--pairs, --datasets and --methods must be positive integers")
+    if args.datasets == args.methods == 1:
+        print(f"writing {args.pairs} pairs and timing both evaluators ...", file=sys.stderr)
+        result = run_metrics_bench(args.pairs)
+    else:
+        total = args.pairs * args.datasets * args.methods
+        print(f"writing {args.methods} methods x {args.datasets} datasets x {args.pairs} pairs ({total} scores) and "
+              "timing both evaluators ...", file=sys.stderr)  # fmt: skip
+        result = run_table_bench(args.datasets, args.methods, args.pairs)
     _print_results(result, args.json)
     return 0 if result["same_numbers"] else 1
 
