@@ -190,6 +190,8 @@ class Task:
         raise NotImplementedError
 
     caption_keys: ClassVar[dict[str, str]]  # label printed under a comparison panel -> score key
+    # ``segkit eval --data ROOT`` scores every test set under ROOT (methods x datasets, as saliency papers do)
+    scores_test_sets: ClassVar[bool] = False
     image_metric_options: ClassVar[dict] = {}  # options of ``metrics`` for one image's scores
 
     def image_scores(self, pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, float]:
@@ -197,6 +199,14 @@ class Task:
         m = self.metrics(num_classes, **self.image_metric_options)
         m.update(pred, gt)
         return m.compute().scalars()
+
+    def truth(self, gt: np.ndarray):
+        """A ground truth as ``metrics().update`` takes it, prepared once for every method scored against it."""
+        return gt
+
+    def metric_conventions(self, num_classes: int) -> dict[str, str]:
+        """The conventions of this task's scores, for the metric card (``segkit.metrics.card``)."""
+        raise NotImplementedError
 
     def caption_scores(self, pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, float]:
         """The per-image scores a comparison figure prints under a panel (``caption_keys``)."""
@@ -222,6 +232,18 @@ class SaliencyTask(Task):
     primary_metric = "max_fm"
     metric_keys = ("mae", "sm", "wfm", "adp_fm", "mean_fm", "max_fm", "adp_em", "mean_em", "max_em", "boundary_iou")
     caption_keys = {"MAE": "mae", "maxF": "max_fm"}
+    scores_test_sets = True
+
+    def truth(self, gt: np.ndarray):
+        from segkit.metrics.saliency import SaliencyTruth
+
+        return SaliencyTruth(gt)  # the weighted F-measure's transforms, computed once
+
+    def metric_conventions(self, num_classes: int) -> dict[str, str]:
+        from segkit.metrics.card import saliency_conventions
+
+        return saliency_conventions()
+
     default_loss = "bce_iou"
     default_config = "demo_saliency.yaml"
     labels = False
@@ -348,6 +370,12 @@ class SegmentationTask(Task):
     metric_keys = ("miou", "aacc", "macc", "fwiou", "mdice", "boundary_iou")
     caption_keys = {"IoU": "miou", "BIoU": "boundary_iou"}
     image_metric_options = {"trimap_widths_px": ()}
+
+    def metric_conventions(self, num_classes: int) -> dict[str, str]:
+        from segkit.metrics.card import segmentation_conventions
+
+        return segmentation_conventions(num_classes)
+
     default_loss = "ce"
     default_config = "demo_segmentation.yaml"
     labels = True

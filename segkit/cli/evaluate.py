@@ -121,29 +121,38 @@ def run(args: argparse.Namespace) -> int:
         if args.pred:
             raise SegkitError("give either --checkpoint or --pred/--gt, not both")
         refuse_flags(args, FOLDERS_ONLY, "to --checkpoint (they belong to scoring saved masks with --pred/--gt)")
-        if args.data and not args.split and args.task != "segmentation" and _is_saliency_checkpoint(args.checkpoint):
+        if args.data and not args.split and _scores_test_sets(args.task, args.checkpoint):
             return run_checkpoint_test_sets(args)
         refuse_flags(args, TEST_SETS_ONLY, "to one split (it belongs to scoring every test set under --data)")
         return run_checkpoint(args)
     refuse_flags(args, TEST_SETS_ONLY, "to saved masks (it belongs to --checkpoint --data)")
-    if args.pred and args.data:
+    if args.pred and args.data and not args.gt:
         return run_test_sets(args)
     if not (args.pred and args.gt and args.task):
         raise SegkitError(
             "segkit eval needs --task with --pred DIR --gt DIR, --task saliency --data ROOT --pred NAME=DIR, "
             "or --checkpoint CKPT"
         )
-    refuse_flags(args, {**CHECKPOINT_ONLY, "data": "--data"}, "to --pred/--gt (they belong to --checkpoint)")
+    refuse_flags(
+        args,
+        {"data": "--data", **CHECKPOINT_ONLY},
+        "to --pred/--gt (--data ROOT replaces --gt to score every test set; the others belong to --checkpoint)",
+    )
     if args.workers is not None and args.workers < 1:
         raise SegkitError(f"--workers must be a positive number of processes, got {args.workers}")
     return run_folders(args)
 
 
-def _is_saliency_checkpoint(checkpoint: str) -> bool:
-    """Whether the model is a saliency one (read from its config; a model folder or a .pt)."""
+def _scores_test_sets(task: str | None, checkpoint: str) -> bool:
+    """Whether --data means every test set for this model: its task (--task, else read from its config) scores
+    test sets that way (saliency)."""
     from segkit.engine.predictor import checkpoint_task
+    from segkit.tasks import get_task
 
-    return checkpoint_task(checkpoint) == "saliency"
+    if task is not None and not get_task(task).scores_test_sets:
+        return False
+    name = checkpoint_task(checkpoint)
+    return name is not None and get_task(name).scores_test_sets
 
 
 def print_card(args: argparse.Namespace) -> int:
@@ -345,16 +354,15 @@ def run_test_sets(args: argparse.Namespace) -> int:
     from segkit.metrics.paper import evaluate_benchmark
     from segkit.tasks import get_task
 
-    if args.task != "saliency":
-        raise SegkitError("--data with --pred scores saliency test sets: add --task saliency")
-    if args.gt:
-        raise SegkitError("give --gt DIR (one ground-truth folder) or --data ROOT (every test set), not both")
+    task = get_task(args.task)
+    if not task.scores_test_sets:
+        raise SegkitError(f"--data with --pred scores saliency test sets, not {task.name}; use --pred DIR --gt DIR")
     refuse_flags(args, {**CHECKPOINT_ONLY, "num_classes": "--num-classes"}, "to scoring saved saliency maps")
     if args.workers is not None and args.workers < 1:
         raise SegkitError(f"--workers must be a positive number of processes, got {args.workers}")
     methods = named_paths(args.pred, "--pred", allow_unnamed=True)
-    metrics = chosen_metrics(args, get_task("saliency"), DEFAULT_TABLE)
-    results = evaluate_benchmark(args.data, methods, args.strict_size, args.workers, progress_bar("map"))
+    metrics = chosen_metrics(args, task, DEFAULT_TABLE)
+    results = evaluate_benchmark(task.name, args.data, methods, args.strict_size, args.workers, progress_bar("map"))
     return report_results(results, metrics, args)
 
 

@@ -105,9 +105,9 @@ def evaluate_test_sets(
 
     predictor = Predictor(checkpoint, tta=tta, device="cpu", output_stride=output_stride, precision=precision)
     require_task(task, predictor.task, f"checkpoint '{checkpoint}'")
-    if predictor.task != "saliency":
-        raise SegkitError("scoring every test set under --data is for saliency checkpoints; give --split for others")
-    sal = get_task("saliency")
+    sal = get_task(predictor.task)
+    if not sal.scores_test_sets:
+        raise SegkitError(f"scoring every test set under --data is for saliency models, not {sal.name}; give --split")
     sources, skipped = find_test_sets(root)
     sets = {
         s.name: sal.file_source(pair_files(s.image_dir, s.mask_dir).pairs, str(s.image_dir), ("object",))
@@ -137,12 +137,10 @@ def evaluate_test_sets(
         cells[dataset] = {name: cell or Unscored("no image could be scored", bad=bad)}
         facts[dataset] = {"ground_truths": len(source), "methods": {name: {"scored": metrics.count, "missing": [],
                           "resized": [], "bad": bad}}}  # fmt: skip
-    card = metric_card("saliency") | {
-        "model": {"checkpoint": str(checkpoint), "run_as": predictor.describe(), "tta": tta}
-    }
+    card = metric_card(sal) | {"model": {"checkpoint": str(checkpoint), "run_as": predictor.describe(), "tta": tta}}
     card["datasets"] = facts
     notes = [f"skipped training set(s): {', '.join(skipped)}"] if skipped else []
-    return Results("saliency", list(sets), [name], cells, card, notes), predictor
+    return Results(sal.name, list(sets), [name], cells, card, notes), predictor
 
 
 def _make_folder(folder: Path) -> None:

@@ -16,10 +16,11 @@ def _version() -> str:
     return __version__
 
 
-def size_policy(task: str, strict_size: bool) -> str:
+def size_policy(labels: bool, strict_size: bool) -> str:
+    """How a prediction of another size is handled; ``labels``: masks hold class ids (resized nearest)."""
     if strict_size:
         return "refused: a prediction of another size than its ground truth is not scored (--strict-size)"
-    how = "nearest neighbour" if task == "segmentation" else "bilinear"
+    how = "nearest neighbour" if labels else "bilinear"
     return f"resized to its ground truth's size ({how}, OpenCV), then scored; each such file is listed"
 
 
@@ -55,16 +56,18 @@ def segmentation_conventions(num_classes: int) -> dict[str, str]:
     }
 
 
-def metric_card(task: str, strict_size: bool = False, num_classes: int = 0) -> dict:
-    """The conventions of ``task``'s scores as ``segkit eval`` computes them (per-dataset facts are added by the
-    caller under ``datasets``)."""
-    conventions = saliency_conventions() if task == "saliency" else segmentation_conventions(num_classes)
+def metric_card(task, strict_size: bool = False, num_classes: int = 0) -> dict:
+    """The conventions of ``task``'s scores (a Task or its name) as ``segkit eval`` computes them (per-dataset
+    facts are added by the caller under ``datasets``)."""
+    from segkit.tasks import get_task
+
+    task = get_task(task)
     return {
         "format": CARD_FORMAT,
         "segkit_version": _version(),
-        "task": task,
-        **conventions,
-        "size_mismatch": size_policy(task, strict_size),
+        "task": task.name,
+        **task.metric_conventions(num_classes),
+        "size_mismatch": size_policy(task.labels, strict_size),
     }
 
 

@@ -60,8 +60,9 @@ def _style(i: int) -> dict:
 
 def plot_dataset_curves(curves: dict[str, dict[str, SaliencyScores]], folder: Path | str) -> list[Path]:
     """One figure per dataset (``curves``: dataset -> method -> scores): PR on the left, F-measure against the
-    threshold on the right, every method in a colour-blind-safe colour and its own line style, sized for one
-    column of a two-column paper (7 x 2.8 in, 8 pt). Written as PDF (for the paper) and PNG; returns the PDFs."""
+    threshold on the right, every method in a colour-blind-safe colour and its own line style, sized for the
+    text width of a two-column paper (7 x 2.8 in, a figure* at 8 pt). Written as PDF (for the paper) and PNG;
+    returns the PDFs."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -15,7 +15,7 @@ import numpy as np
 
 from segkit.data.io import BadFileError, list_images
 from segkit.errors import SegkitError
-from segkit.metrics.saliency import SaliencyMetrics, SaliencyScores, SaliencyTruth
+from segkit.metrics.saliency import SaliencyMetrics, SaliencyScores
 from segkit.metrics.segmentation import SegmentationMetrics, SegmentationScores
 from segkit.tasks import get_task
 
@@ -127,7 +127,7 @@ def _score_chunk(job: Job) -> tuple[Job, dict[str, ChunkResult]]:
                 out[m].bad.append((err.path, err.problem))
             continue
         surprise = task.mask_surprise(gt, gt_path)
-        truth = SaliencyTruth(gt) if task.name == "saliency" else gt
+        truth = task.truth(gt)  # what the scores need of the ground truth alone, computed once
         for method, pred_path in preds.items():
             if surprise:
                 out[method].surprising.append((str(gt_path), surprise))

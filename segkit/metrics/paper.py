@@ -142,13 +142,15 @@ def plan_benchmark(
 
 
 def evaluate_benchmark(
+    task: str,
     root: Path | str,
     methods: dict[str, Path | str],
     strict_size: bool = False,
     workers: int | None = None,
     progress: Callable[[int], Callable[[str, int], None]] | None = None,
 ) -> Results:
-    """Score every method (name -> folder of per-dataset sub-folders) on every test set under ``root``.
+    """Score every method (name -> folder of per-dataset sub-folders) on every test set under ``root`` with
+    ``task``'s metrics (a task whose ``scores_test_sets``).
     ``progress(total)`` is called once with the number of ground truth x method pairs and returns the callback
     that is told, as work finishes, which dataset and how many pairs."""
     sources, skipped = find_test_sets(root)
@@ -158,13 +160,13 @@ def evaluate_benchmark(
     if not plans:
         raise SegkitError(f"no test set under '{root}' holds ground-truth images")
     tick = progress(work_items(plans)) if progress else None
-    scored = score_plans("saliency", plans, 0, strict_size, workers, tick)
+    scored = score_plans(task, plans, 0, strict_size, workers, tick)
     cells: dict[str, dict[str, Cell]] = {}
     for plan in plans:
         cells[plan.dataset] = {m: scored[plan.dataset].get(m) for m in methods}
-    card = metric_card("saliency", strict_size)
+    card = metric_card(task, strict_size)
     card["datasets"] = {p.dataset: _dataset_facts(p, cells[p.dataset]) for p in plans}
-    return Results("saliency", [p.dataset for p in plans], list(methods), cells, card, notes)
+    return Results(card["task"], [p.dataset for p in plans], list(methods), cells, card, notes)
 
 
 def _dataset_facts(plan: Plan, cells: dict[str, Cell]) -> dict:
