@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from segkit.conventions import lower_is_better
+from segkit.data.io import write_bytes, write_image
 from segkit.errors import SegkitError
 from segkit.tasks import get_task
 from segkit.viz.compare import Comparison, Row
@@ -69,7 +70,7 @@ def render_html(comp: Comparison, folder: Path | str) -> Path:
     if not comp.rows:
         raise SegkitError("no image could be shown: every row lacks a method's mask (see the skipped list)")
     folder = Path(folder)
-    (folder / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    _make_folder(folder / IMAGE_DIR)
     body = [_controls(comp), _legend(comp), _notes(comp), "<table id='comparison'>", _header(comp), "<tbody id='rows'>"]
     file_rank = {name: k for k, name in enumerate(sorted(r.name for r in comp.rows))}  # list_images' order
     body += [_row_html(i, row, comp, folder, file_rank) for i, row in enumerate(comp.rows)]
@@ -77,25 +78,26 @@ def render_html(comp: Comparison, folder: Path | str) -> Path:
     page = folder / "index.html"
     head = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>segkit comparison ({len(comp.rows)} images)</title><style>{_style(comp)}</style></head>"
+        f"<title>segkit comparison ({len(comp.rows)} images)</title><style>{_style()}</style></head>"
     )
-    _write_text(page, head + f"<body class='errors band zoom task-{comp.task}'>" + "\n".join(body) + "</body></html>")
+    kind = "labels" if get_task(comp.task).labels else "maps"  # class ids are paled under the error overlay
+    body_html = f"<body class='errors band zoom {kind}'>" + "\n".join(body) + "</body></html>"
+    write_bytes(page, (head + body_html).encode("utf-8"))
     return page
 
 
-def _write_text(path: Path, text: str) -> None:
+def _make_folder(folder: Path) -> None:
     try:
-        path.write_text(text, encoding="utf-8")
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise SegkitError(f"cannot write '{path}': {err.strerror}") from err
+        raise SegkitError(f"cannot create '{folder}' for the page: {err.strerror or err}") from None
 
 
 def _write_image(path: Path, rgb_or_rgba: np.ndarray) -> str:
-    """Write one layer; returns its address relative to the page."""
+    """Write one layer (atomically; a failed write names the file); returns its address relative to the page."""
     array = rgb_or_rgba[..., [2, 1, 0, 3]] if rgb_or_rgba.shape[-1] == 4 else rgb_or_rgba[..., ::-1]
-    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if path.suffix == ".jpg" else []
-    if not cv2.imwrite(str(path), np.ascontiguousarray(array), params):
-        raise SegkitError(f"cannot write '{path}' (is the disk full or the folder read-only?)")
+    params = (cv2.IMWRITE_JPEG_QUALITY, 92) if path.suffix == ".jpg" else ()
+    write_image(path, np.ascontiguousarray(array), params)
     return f"{IMAGE_DIR}/{path.name}"
 
 
@@ -118,7 +120,6 @@ def _error_layer(pred: np.ndarray, gt: np.ndarray, task: str) -> np.ndarray:
 def _row_html(i: int, row: Row, comp: Comparison, folder: Path, file_rank: dict[str, int]) -> str:
     """One ``<tr>``: its cells, and its sort values as JSON in ``data-sort``."""
     out = folder / IMAGE_DIR
-    h, w = row.image.shape[:2]
     band = _write_image(out / f"r{i}_band.png", _band_layer(row.gt, comp.task)) if row.gt is not None else None
     cells = [_cell(row, [("photo", _write_image(out / f"r{i}_image.jpg", row.image))], row.name, "")]
     if row.gt is not None:
@@ -210,7 +211,7 @@ def _notes(comp: Comparison) -> str:
     return "".join(f"<p class='notice'>{html.escape(line)}</p>" for line in lines)
 
 
-def _style(comp: Comparison) -> str:
+def _style() -> str:
     return (
         "body{font-family:sans-serif;margin:12px;background:#fff;color:#222}"
         "#controls{position:sticky;top:0;background:#fff;padding:6px 0;z-index:3;display:flex;gap:14px;"
@@ -231,7 +232,7 @@ def _style(comp: Comparison) -> str:
         "body:not(.errors) .layer.err,body:not(.band) .layer.band{display:none}"
         "body:not(.zoom) .zoombox,body:not(.zoom) .frame{display:none}"
         # paled class colours under the overlay, as in the figure: the mask at this opacity over white
-        f"body.errors.task-segmentation .layer.mask{{opacity:{1 - CLASS_PALE:g}}}"
+        f"body.errors.labels .layer.mask{{opacity:{1 - CLASS_PALE:g}}}"
     )
 
 
