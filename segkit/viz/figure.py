@@ -68,7 +68,18 @@ def _draw_panel(ax, panel: Panel, inset: tuple[int, int, int, int] | None) -> No
         spine.set_path_effects([pe.Stroke(linewidth=3, foreground=_rgb01(INSET_EDGE)), pe.Normal()])
 
 
-def _legend(fig, comp: Comparison) -> None:
+LEGEND_ROW_IN = 0.2  # height of one legend row
+
+
+def _legend_columns(comp: Comparison, n_cols: int) -> int:
+    """Legend entries per row: as many as fit the figure's width (long labels take about two panels each)."""
+    entries = legend_entries(comp)
+    longest = max(len(e.label) for e in entries)
+    per_row = max(1, int(n_cols * PANEL_IN // (0.055 * longest + 0.4)))  # ~0.055 in per character at 7 pt
+    return min(len(entries), per_row)
+
+
+def _legend(fig, comp: Comparison, ncol: int) -> None:
     from matplotlib.patches import Patch
 
     handles = []
@@ -76,7 +87,7 @@ def _legend(fig, comp: Comparison) -> None:
         face = _rgb01(e.face) if e.face else "none"
         edge = _rgb01(e.edge) if e.edge else ("none" if e.face is None else face)
         handles.append(Patch(facecolor=face, edgecolor=edge, linewidth=1.5 if e.edge else 0.5, label=e.label))
-    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=7, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
 
 
 def render_figure(comp: Comparison, output: Path | str, max_rows: int = 0) -> Path:
@@ -95,7 +106,10 @@ def render_figure(comp: Comparison, output: Path | str, max_rows: int = 0) -> Pa
     titles = column_titles(comp)
     rows = comp.rows[:max_rows] if max_rows > 0 else comp.rows
     n_rows, n_cols = len(rows), len(titles)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(PANEL_IN * n_cols, PANEL_IN * n_rows + 0.6), squeeze=False)
+    ncol = _legend_columns(comp, n_cols)
+    legend_in = 0.15 + LEGEND_ROW_IN * -(-len(legend_entries(comp)) // ncol)
+    height = PANEL_IN * n_rows + 0.4 + legend_in
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(PANEL_IN * n_cols, height), squeeze=False)
     for r, row in enumerate(rows):
         panels = row_panels(row, comp)
         for c, panel in enumerate(panels):
@@ -104,8 +118,8 @@ def render_figure(comp: Comparison, output: Path | str, max_rows: int = 0) -> Pa
             axes[r][c].axis("off")
     for c, title in enumerate(titles):
         axes[0][c].set_title(title, fontsize=9)
-    _legend(fig, comp)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    _legend(fig, comp, ncol)
+    fig.tight_layout(rect=(0, legend_in / height, 1, 1))
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=150)
     plt.close(fig)
