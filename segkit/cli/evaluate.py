@@ -29,16 +29,23 @@ FOLDERS_ONLY = {"gt": "--gt", "strict_size": "--strict-size", "workers": "--work
 TEST_SETS_ONLY = {"save_preds": "--save-preds"}
 
 
+def _paragraphs(*texts: str) -> str:
+    """Help text of several paragraphs, each wrapped (argparse would join them into one)."""
+    import textwrap
+
+    return "\n\n".join(textwrap.fill(t, 100) for t in texts)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "eval",
         help="score saved masks (--pred/--gt) or a checkpoint",
-        description=(
+        description=_paragraphs(
             "Score folders of saved masks against ground truth, paired by file stem (a prediction may carry a "
             "suffix such as _sal_fuse), or a checkpoint (--checkpoint) on a dataset split at each image's size. "
             "Saliency: MAE, S-measure, weighted F, F- and E-measure (adaptive, mean, max), Boundary IoU, with the "
             "MATLAB toolbox's conventions. Segmentation: mIoU, aAcc, mAcc, FWIoU, mDice, per-class IoU, Boundary "
-            "IoU. Flags that belong to the other mode are refused.\n\n"
+            "IoU. Flags that belong to the other mode are refused.",
             "Methods x datasets, as papers report it: --task saliency --data ROOT --pred NAME=DIR [...] scores every "
             "test set under ROOT (ECSSD, HKU-IS, PASCAL-S, DUT-OMRON, DUTS-TE in their layouts, or NAME/images + "
             "NAME/masks; DUTS-TR is skipped) against each method's sub-folder of the same name (DIR/ECSSD/*.png); "
@@ -46,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "model (--save-preds DIR writes its maps in that layout). The table marks the best value of each "
             "column in bold and the second underlined (lowest MAE; highest otherwise). Every JSON carries a "
             "'metric_card' with the conventions; --card prints it. Exit 1 when a file could not be scored or "
-            "nothing could; missing datasets and resized maps are said, not errors."
+            "nothing could; missing datasets and resized maps are said, not errors.",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
