@@ -202,7 +202,6 @@ def chosen_metrics(args: argparse.Namespace, task, default: tuple[str, ...]) -> 
 
 
 def run_folders(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from segkit.metrics.folders import Unscored, evaluate_methods
     from segkit.metrics.tables import format_table
@@ -228,9 +227,11 @@ def run_folders(args: argparse.Namespace) -> int:
         payload = payload if len(payload) > 1 else next(iter(payload.values()))
         write_json(args.json, {**payload, "metric_card": card})
         say(f"wrote {args.json}")
-    curves = {Path(args.gt).name: {name: r.scores for name, r in results.items()}}
+    from segkit.metrics.paper import dataset_name
+
+    curves = {dataset_name(args.gt): {name: r.scores for name, r in results.items()}}
     if args.curves:
-        draw_curves(curves[Path(args.gt).name], args.curves)
+        draw_curves(curves[dataset_name(args.gt)], args.curves)
     if args.curves_data:
         save_curves_data(curves, card, args.curves_data)
     skipped = sum(len(r.bad) for r in results.values())
@@ -285,10 +286,9 @@ def run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def folder_card(task: str, args: argparse.Namespace, results: dict) -> dict:
-    from pathlib import Path
-
     from segkit.data.io import list_images
     from segkit.metrics.card import metric_card
+    from segkit.metrics.paper import dataset_name
 
     card = metric_card(task, args.strict_size, args.num_classes or 0)
     methods = {
@@ -296,7 +296,7 @@ def folder_card(task: str, args: argparse.Namespace, results: dict) -> dict:
         for name, r in results.items()
     }
     card["datasets"] = {
-        Path(args.gt).name: {
+        dataset_name(args.gt): {
             "ground_truth": str(args.gt),
             "ground_truths": len(list_images(args.gt)),
             "methods": methods,

@@ -29,6 +29,16 @@ def dataset_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def dataset_name(gt_dir: Path | str) -> str:
+    """What to call one ground-truth folder: its dataset's name when the folder is a known layout's mask folder
+    (``ECSSD/ground_truth_mask`` is ECSSD), else the folder's own name."""
+    from segkit.data.saliency import detect_layout
+
+    gt_dir = Path(gt_dir)
+    found = detect_layout(gt_dir.parent)
+    return found.name if found is not None and found.mask_dir.resolve() == gt_dir.resolve() else gt_dir.name
+
+
 def is_training_set(name: str) -> bool:
     return dataset_key(name) in {dataset_key(n) for n in TRAINING_SETS}
 
