@@ -82,6 +82,7 @@ def test_every_cell_equals_its_single_pair_run_and_pysodmetrics(scored, tmp_path
             args = ["eval", "--task", "saliency", "--pred", str(preds / method / ds), "--gt", str(gt)]
             assert main([*args, "--json", str(single)]) == 0
             alone = json.loads(single.read_text())
+            assert list(alone["metric_card"]["datasets"]) == [ds]  # the mask folder named after its dataset
             for key in KEYS:  # identical: the same sums in the same order, every step deterministic
                 assert cell[key] == alone[key], (ds, method, key)
             pairs = []
