@@ -49,6 +49,11 @@ def test_end_to_end(tmp_path, task, capsys):
     assert keys <= set(json.loads(scores.read_text()))
     if task == "segmentation":  # the per-class table names the built-in classes
         assert "astronaut" in capsys.readouterr().out
+        # --data without --split: the model is read once, and its task (not saliency) means one split
+        args = ["eval", "--checkpoint", str(run_dir / "best.pt"), "--data", str(tmp_path / "nowhere")]
+        assert main([*args, "--save-preds", str(tmp_path / "maps")]) == 2
+        assert "--save-preds does not apply to a segmentation model" in capsys.readouterr().err
+        assert main(args) == 2 and "nowhere" in capsys.readouterr().err  # the split's data is looked for
     # inputs: two built-in validation images of odd sizes
     inputs = tmp_path / "in"
     inputs.mkdir()

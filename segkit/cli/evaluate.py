@@ -128,10 +128,16 @@ def run(args: argparse.Namespace) -> int:
         if args.pred:
             raise SegkitError("give either --checkpoint or --pred/--gt, not both")
         refuse_flags(args, FOLDERS_ONLY, "to --checkpoint (they belong to scoring saved masks with --pred/--gt)")
-        if args.data and not args.split and _scores_test_sets(args.task, args.checkpoint):
-            return run_checkpoint_test_sets(args)
-        refuse_flags(args, TEST_SETS_ONLY, "to one split (it belongs to scoring every test set under --data)")
-        return run_checkpoint(args)
+        if not args.data or args.split:
+            refuse_flags(args, TEST_SETS_ONLY, "to one split (it belongs to scoring every test set under --data)")
+            return run_checkpoint(args)
+        from segkit.tasks import get_task
+
+        loaded = load_checkpoint(args)  # read once: its task decides between every test set and one split
+        if get_task(loaded.task).scores_test_sets:
+            return run_checkpoint_test_sets(args, loaded)
+        refuse_flags(args, TEST_SETS_ONLY, f"to a {loaded.task} model (it scores every saliency test set)")
+        return run_checkpoint(args, loaded)
     refuse_flags(args, TEST_SETS_ONLY, "to saved masks (it belongs to --checkpoint --data)")
     if args.pred and args.data and not args.gt:
         return run_test_sets(args)
@@ -150,16 +156,11 @@ def run(args: argparse.Namespace) -> int:
     return run_folders(args)
 
 
-def _scores_test_sets(task: str | None, checkpoint: str) -> bool:
-    """Whether --data means every test set for this model: its task (--task, else read from its config) scores
-    test sets that way (saliency)."""
-    from segkit.engine.predictor import checkpoint_task
-    from segkit.tasks import get_task
+def load_checkpoint(args: argparse.Namespace):
+    from segkit.engine.evaluate import load_for_evaluation
 
-    if task is not None and not get_task(task).scores_test_sets:
-        return False
-    name = checkpoint_task(checkpoint)
-    return name is not None and get_task(name).scores_test_sets
+    precision = args.precision or "auto"
+    return load_for_evaluation(args.checkpoint, args.tta, args.output_stride, args.task, precision)
 
 
 def print_card(args: argparse.Namespace) -> int:
@@ -240,7 +241,7 @@ def run_folders(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
-def run_checkpoint(args: argparse.Namespace) -> int:
+def run_checkpoint(args: argparse.Namespace, loaded=None) -> int:
     from pathlib import Path
 
     from segkit.engine.evaluate import evaluate_checkpoint
@@ -257,6 +258,7 @@ def run_checkpoint(args: argparse.Namespace) -> int:
         task=args.task,
         precision=args.precision or "auto",
         compile=args.compile or "auto",
+        predictor=loaded,
     )
     say(f"{Path(args.checkpoint).name}: {result.how}")
     task = get_task(result.task)
@@ -373,28 +375,20 @@ def run_test_sets(args: argparse.Namespace) -> int:
     return report_results(results, metrics, args)
 
 
-def run_checkpoint_test_sets(args: argparse.Namespace) -> int:
-    """A saliency model on every test set under --data."""
+def run_checkpoint_test_sets(args: argparse.Namespace, loaded) -> int:
+    """A saliency model (loaded by ``load_checkpoint``) on every test set under --data."""
     from segkit.engine.evaluate import evaluate_test_sets
     from segkit.tasks import get_task
 
-    metrics = chosen_metrics(args, get_task("saliency"), DEFAULT_TABLE)
+    metrics = chosen_metrics(args, get_task(loaded.task), DEFAULT_TABLE)
     if args.save_preds:
         check_writable_parent(args.save_preds, "--save-preds")  # DIR itself is created
-    results, predictor = evaluate_test_sets(
-        args.checkpoint,
-        args.data,
-        args.save_preds,
-        args.tta,
-        args.output_stride,
-        task=args.task,
-        precision=args.precision or "auto",
-        compile=args.compile or "auto",
-        progress=progress_bar("img"),
+    results = evaluate_test_sets(
+        loaded, args.checkpoint, args.data, args.save_preds, args.compile or "auto", progress_bar("img")
     )
-    say(f"{args.checkpoint}: {predictor.describe()}")
-    if predictor.notice:
-        say(predictor.notice)
+    say(f"{args.checkpoint}: {loaded.describe()}")
+    if loaded.notice:
+        say(loaded.notice)
     if args.save_preds:
         say(f"wrote the maps under {args.save_preds}/<dataset>/")
     return report_results(results, metrics, args)

@@ -53,6 +53,24 @@ class CheckpointScores:
     how: str = ""  # the precision that ran, and whether compiled
 
 
+def load_for_evaluation(
+    checkpoint: Path | str,
+    tta: bool = False,
+    output_stride: int | None = None,
+    task: str | None = None,
+    precision: str = "fp32",
+):
+    """The Predictor that scores ``checkpoint`` on the CPU (not yet compiled: that waits for the job's size);
+    ``task``, when given, must be the checkpoint's task."""
+    from segkit.engine.predictor import Predictor
+
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        raise SegkitError(f"'{checkpoint}' is an ONNX model; segkit eval --checkpoint takes a segkit checkpoint (.pt)")
+    predictor = Predictor(checkpoint, tta=tta, device="cpu", output_stride=output_stride, precision=precision)
+    require_task(task, predictor.task, f"checkpoint '{checkpoint}'")
+    return predictor
+
+
 def evaluate_checkpoint(
     checkpoint: Path | str,
     data_root: Path | str | None = None,
@@ -62,18 +80,16 @@ def evaluate_checkpoint(
     task: str | None = None,
     precision: str = "fp32",
     compile: bool | str = False,
+    predictor=None,
 ) -> CheckpointScores:
     """Score a checkpoint on ``split`` of ``data_root`` (the built-in data when None) at original sizes, on the
     CPU, in ``precision`` ("fp32", "bf16" or "auto": bf16 where native), compiled when ``compile`` (True/"on",
     or "auto": when the split has ``COMPILE_MIN_IMAGES`` images or more).
 
-    ``task``, when given, must be the checkpoint's task."""
-    from segkit.engine.predictor import Predictor
-
-    if Path(checkpoint).suffix.lower() == ".onnx":
-        raise SegkitError(f"'{checkpoint}' is an ONNX model; segkit eval --checkpoint takes a segkit checkpoint (.pt)")
-    predictor = Predictor(checkpoint, tta=tta, device="cpu", output_stride=output_stride, precision=precision)
-    require_task(task, predictor.task, f"checkpoint '{checkpoint}'")
+    ``task``, when given, must be the checkpoint's task. ``predictor``: the checkpoint already loaded
+    (``load_for_evaluation``), so that it is read once."""
+    if predictor is None:
+        predictor = load_for_evaluation(checkpoint, tta, output_stride, task, precision)
     source = get_task(predictor.task).source(data_root, split, predictor.config.data.mask_values)
     predictor.set_compile(compile, len(source))
     scores = evaluate(predictor.net, source, predictor.settings, predictor.num_classes)
@@ -82,65 +98,69 @@ def evaluate_checkpoint(
 
 
 def evaluate_test_sets(
+    predictor,
     checkpoint: Path | str,
     root: Path | str,
     save_preds: Path | str | None = None,
-    tta: bool = False,
-    output_stride: int | None = None,
-    task: str | None = None,
-    precision: str = "auto",
     compile: bool | str = "auto",
     progress: Callable[[int], Callable[[str, int], None]] | None = None,
 ):
-    """Score a saliency checkpoint on every test set under ``root`` (training sets skipped), as
-    ``segkit.metrics.paper.Results`` with one method named after the checkpoint. ``save_preds`` writes each map
-    to ``save_preds/DATASET/STEM.png``, the layout ``segkit eval --pred NAME=DIR --data ROOT`` reads, where they
-    score the same."""
-    from segkit.data.io import write_png
+    """Score a saliency model (``predictor``, loaded from ``checkpoint`` by ``load_for_evaluation``) on every test
+    set under ``root`` (training sets skipped), as ``segkit.metrics.paper.Results`` with one method named after
+    the checkpoint. ``save_preds`` writes each map to ``save_preds/DATASET/STEM.png``, the layout ``segkit eval
+    --pred NAME=DIR --data ROOT`` reads, where they score the same."""
     from segkit.data.saliency import pair_files
-    from segkit.engine.predictor import Predictor
     from segkit.metrics.card import metric_card
     from segkit.metrics.folders import FolderScores, Unscored
     from segkit.metrics.paper import Results, find_test_sets
 
-    predictor = Predictor(checkpoint, tta=tta, device="cpu", output_stride=output_stride, precision=precision)
-    require_task(task, predictor.task, f"checkpoint '{checkpoint}'")
     sal = get_task(predictor.task)
     if not sal.scores_test_sets:
         raise SegkitError(f"scoring every test set under --data is for saliency models, not {sal.name}; give --split")
     sources, skipped = find_test_sets(root)
+    classes = sal.builtin_classes()
     sets = {
-        s.name: sal.file_source(pair_files(s.image_dir, s.mask_dir).pairs, str(s.image_dir), ("object",))
-        for s in sources
+        s.name: sal.file_source(pair_files(s.image_dir, s.mask_dir).pairs, str(s.image_dir), classes) for s in sources
     }
-    predictor.set_compile(compile, sum(len(s) for s in sets.values()))
-    tick = progress(sum(len(s) for s in sets.values())) if progress else None
+    total = sum(len(s) for s in sets.values())
+    predictor.set_compile(compile, total)
+    tick = progress(total) if progress else None
     name = Path(checkpoint).stem if Path(checkpoint).is_file() else Path(checkpoint).name
     cells, facts = {}, {}
     for dataset, source in sets.items():
-        if save_preds is not None:
-            _make_folder(Path(save_preds) / dataset)
-        metrics, bad = sal.metrics(), []
-        for i in range(len(source)):
-            try:
-                image, gt, stem = source.load(i)
-            except BadFileError as err:
-                bad.append({"path": err.path, "problem": err.problem})
-                continue
-            mask = sal.to_mask(predict_probs(predictor.net, image, predictor.settings))
-            if save_preds is not None:
-                write_png(Path(save_preds) / dataset / f"{stem}.png", mask)
-            metrics.update(mask, gt)
-            if tick:
-                tick(dataset, 1)
+        maps = Path(save_preds) / dataset if save_preds is not None else None
+        metrics, bad = _score_test_set(predictor, source, maps, lambda n, d=dataset: tick and tick(d, n))
         cell = FolderScores(metrics.compute(), metrics.count, [], [], bad) if metrics.count else None
         cells[dataset] = {name: cell or Unscored("no image could be scored", bad=bad)}
-        facts[dataset] = {"ground_truths": len(source), "methods": {name: {"scored": metrics.count, "missing": [],
-                          "resized": [], "bad": bad}}}  # fmt: skip
-    card = metric_card(sal) | {"model": {"checkpoint": str(checkpoint), "run_as": predictor.describe(), "tta": tta}}
-    card["datasets"] = facts
+        scored = {"scored": metrics.count, "missing": [], "resized": [], "bad": bad}
+        facts[dataset] = {"ground_truths": len(source), "methods": {name: scored}}
+    model = {"checkpoint": str(checkpoint), "run_as": predictor.describe(), "tta": predictor.settings.tta}
+    card = metric_card(sal) | {"model": model, "datasets": facts}
     notes = [f"skipped training set(s): {', '.join(skipped)}"] if skipped else []
-    return Results(sal.name, list(sets), [name], cells, card, notes), predictor
+    return Results(sal.name, list(sets), [name], cells, card, notes)
+
+
+def _score_test_set(predictor, source: SampleSource, maps: Path | None, tick: Callable[[int], object]):
+    """One test set: each image predicted, written to ``maps`` (when given) and scored; unreadable samples are
+    listed, not fatal. Returns the metrics accumulator and the unreadable files."""
+    from segkit.data.io import write_png
+
+    task = get_task(predictor.task)
+    metrics, bad = task.metrics(), []
+    if maps is not None:
+        _make_folder(maps)
+    for i in range(len(source)):
+        try:
+            image, gt, stem = source.load(i)
+        except BadFileError as err:
+            bad.append({"path": err.path, "problem": err.problem})
+            continue
+        mask = task.to_mask(predict_probs(predictor.net, image, predictor.settings))
+        if maps is not None:
+            write_png(maps / f"{stem}.png", mask)
+        metrics.update(mask, gt)
+        tick(1)
+    return metrics, bad
 
 
 def _make_folder(folder: Path) -> None:

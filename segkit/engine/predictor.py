@@ -221,16 +221,3 @@ class Predictor:
     def predict(self, image: np.ndarray) -> np.ndarray:
         """The saved form of the prediction: a uint8 grey map (saliency) or class ids (segmentation)."""
         return get_task(self.task).to_mask(self.predict_probs(image))
-
-
-def checkpoint_task(checkpoint: str | Path) -> str | None:
-    """The task a segkit checkpoint or model folder was trained for (None for an ONNX model)."""
-    from segkit.engine.model_folder import is_model_folder, resolve_folder
-
-    if Path(checkpoint).suffix.lower() == ".onnx":
-        return None
-    if is_model_folder(checkpoint):
-        from segkit.engine.model_folder import read_folder_config
-
-        return get_task(read_folder_config(resolve_folder(checkpoint))["task"]).name
-    return get_task(read_checkpoint(checkpoint)["config"]["task"]).name
