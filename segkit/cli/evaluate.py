@@ -288,22 +288,12 @@ def run_checkpoint(args: argparse.Namespace, loaded=None) -> int:
 
 
 def folder_card(task: str, args: argparse.Namespace, results: dict) -> dict:
-    from segkit.data.io import list_images
+    """The metric card of one ground-truth folder scored against ``results`` (method -> FolderScores)."""
     from segkit.metrics.card import metric_card
-    from segkit.metrics.paper import dataset_name
+    from segkit.metrics.paper import dataset_facts, dataset_name
 
     card = metric_card(task, args.strict_size, args.num_classes or 0)
-    methods = {
-        name: {"scored": r.count, "missing": r.missing, "resized": r.resized, "bad": r.bad}
-        for name, r in results.items()
-    }
-    card["datasets"] = {
-        dataset_name(args.gt): {
-            "ground_truth": str(args.gt),
-            "ground_truths": len(list_images(args.gt)),
-            "methods": methods,
-        }
-    }
+    card["datasets"] = {dataset_name(args.gt): dataset_facts(args.gt, results)}
     return card
 
 
@@ -417,10 +407,7 @@ def report_results(results, metrics: tuple[str, ...], args: argparse.Namespace) 
     if args.json:
         write_json(args.json, results.to_json())
         say(f"wrote {args.json}")
-    curves = {
-        d: {m: c.scores for m, c in cells.items() if isinstance(c, FolderScores)} for d, cells in results.cells.items()
-    }
-    curves = {d: ms for d, ms in curves.items() if ms}
+    curves = results.curves()
     if args.curves:
         from segkit.metrics.curves import plot_dataset_curves
 

@@ -112,7 +112,7 @@ def evaluate_test_sets(
     from segkit.data.saliency import pair_files
     from segkit.metrics.card import metric_card
     from segkit.metrics.folders import FolderScores, Unscored
-    from segkit.metrics.paper import Results, find_test_sets
+    from segkit.metrics.paper import Results, dataset_facts, find_test_sets
 
     sal = get_task(predictor.task)
     if not sal.scores_test_sets:
@@ -122,6 +122,7 @@ def evaluate_test_sets(
     sets = {
         s.name: sal.file_source(pair_files(s.image_dir, s.mask_dir).pairs, str(s.image_dir), classes) for s in sources
     }
+    mask_dirs = {s.name: s.mask_dir for s in sources}
     total = sum(len(s) for s in sets.values())
     predictor.set_compile(compile, total)
     tick = progress(total) if progress else None
@@ -132,8 +133,7 @@ def evaluate_test_sets(
         metrics, bad = _score_test_set(predictor, source, maps, lambda n, d=dataset: tick and tick(d, n))
         cell = FolderScores(metrics.compute(), metrics.count, [], [], bad) if metrics.count else None
         cells[dataset] = {name: cell or Unscored("no image could be scored", bad=bad)}
-        scored = {"scored": metrics.count, "missing": [], "resized": [], "bad": bad}
-        facts[dataset] = {"ground_truths": len(source), "methods": {name: scored}}
+        facts[dataset] = dataset_facts(mask_dirs[dataset], cells[dataset])
     model = {"checkpoint": str(checkpoint), "run_as": predictor.describe(), "tta": predictor.settings.tta}
     card = metric_card(sal) | {"model": model, "datasets": facts}
     notes = [f"skipped training set(s): {', '.join(skipped)}"] if skipped else []

@@ -110,6 +110,11 @@ class Results:
         cell = self.cells[dataset].get(method)
         return cell.scores.scalars()[metric] if isinstance(cell, FolderScores) else None
 
+    def curves(self) -> dict[str, dict]:
+        """dataset -> method -> scores (with their curves), for the scored cells only."""
+        out = {d: {m: c.scores for m, c in row.items() if isinstance(c, FolderScores)} for d, row in self.cells.items()}
+        return {d: methods for d, methods in out.items() if methods}
+
     def to_json(self) -> dict:
         datasets = {}
         for d in self.datasets:
@@ -175,20 +180,22 @@ def evaluate_benchmark(
     for plan in plans:
         cells[plan.dataset] = {m: scored[plan.dataset].get(m) for m in methods}
     card = metric_card(task, strict_size)
-    card["datasets"] = {p.dataset: _dataset_facts(p, cells[p.dataset]) for p in plans}
+    card["datasets"] = {p.dataset: dataset_facts(p.gt_dir, cells[p.dataset]) for p in plans}
     return Results(card["task"], [p.dataset for p in plans], list(methods), cells, card, notes)
 
 
-def _dataset_facts(plan: Plan, cells: dict[str, Cell]) -> dict:
+def dataset_facts(gt_dir: Path | str, cells: dict[str, Cell]) -> dict:
+    """The metric card's facts about one test set: its ground truths, and per method the files scored, missing,
+    resized and unreadable (None: the method has no maps for it)."""
     methods = {}
     for method, cell in cells.items():
         if cell is None:
             methods[method] = None
-        else:
-            scored = cell.count if isinstance(cell, FolderScores) else 0
-            resized = cell.resized if isinstance(cell, FolderScores) else []
-            methods[method] = {"scored": scored, "missing": cell.missing, "resized": resized, "bad": cell.bad}
-    return {"ground_truth": str(plan.gt_dir), "ground_truths": len(list_images(plan.gt_dir)), "methods": methods}
+            continue
+        scored = cell.count if isinstance(cell, FolderScores) else 0
+        resized = cell.resized if isinstance(cell, FolderScores) else []
+        methods[method] = {"scored": scored, "missing": cell.missing, "resized": resized, "bad": cell.bad}
+    return {"ground_truth": str(gt_dir), "ground_truths": len(list_images(gt_dir)), "methods": methods}
 
 
 def work_items(plans: list[Plan]) -> int:
