@@ -185,21 +185,15 @@ def print_card(args: argparse.Namespace) -> int:
 
 
 def chosen_metrics(args: argparse.Namespace, task, default: tuple[str, ...]) -> tuple[str, ...]:
-    """--metrics as score keys (plain labels such as maxF and MAE are taken too); unknown names are refused."""
-    from segkit.metrics.tables import METRIC_LABELS
+    """--metrics as score keys (labels such as maxF and MAE are taken too); unknown names are refused."""
+    from segkit.metrics.tables import score_key
 
     if not args.metrics:
         return default
-    by_label = {plain.lower(): key for key, (plain, _) in METRIC_LABELS.items()}
-    keys = []
-    for name in (n.strip() for n in args.metrics.split(",") if n.strip()):
-        key = name if name in task.metric_keys else by_label.get(name.lower(), name)
-        if key not in task.metric_keys:
-            raise SegkitError(f"--metrics: '{name}' is not a {task.name} score; valid: {', '.join(task.metric_keys)}")
-        keys.append(key)
+    keys = tuple(score_key(task, n.strip(), "--metrics") for n in args.metrics.split(",") if n.strip())
     if not keys:
         raise SegkitError("--metrics is empty; give score keys such as max_fm,mae")
-    return tuple(keys)
+    return keys
 
 
 def run_folders(args: argparse.Namespace) -> int:

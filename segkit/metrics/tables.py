@@ -30,6 +30,21 @@ METRIC_LABELS = {
 }
 
 
+def score_key(task, name: str, flag: str) -> str:
+    """The score key (``mae``, ``max_fm``, ``miou`` ...) a user's ``name`` means for ``task``: a key, a table label
+    (``maxF``, ``MAE``, ``meanE``) or a caption label (``IoU``, ``BIoU``), any case; otherwise an error naming
+    ``flag`` and the valid keys."""
+    if name in task.metric_keys:
+        return name
+    labels = {plain.lower(): key for key, (plain, _) in METRIC_LABELS.items()}
+    labels |= {caption.lower(): key for caption, key in task.caption_keys.items()}
+    key = labels.get(name.lower(), name.lower())
+    if key not in task.metric_keys:
+        valid = ", ".join([*task.metric_keys, *task.caption_keys])
+        raise SegkitError(f"{flag}: '{name}' is not a {task.name} score; valid: {valid}")
+    return key
+
+
 def label(metric: str, latex: bool = False) -> str:
     plain, tex = METRIC_LABELS.get(metric, (metric, metric.replace("_", r"\_")))
     if not latex:

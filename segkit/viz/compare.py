@@ -167,19 +167,6 @@ def _build_row(path: Path, methods: dict, folders: dict, gts: dict, comp: Compar
     return Row(path.stem, image, gt, results)
 
 
-def score_key(task: str | Task, name: str) -> str:
-    """A score key (``mae``, ``sm``, ``miou`` ...) from a key or a caption label (``MAE``, ``maxF``, ``IoU``)."""
-    task = get_task(task)
-    if name in task.metric_keys:
-        return name
-    labels = {label.lower(): key for label, key in task.caption_keys.items()}
-    key = labels.get(name.lower(), name.lower())
-    if key not in task.metric_keys:
-        valid = ", ".join([*task.metric_keys, *task.caption_keys])
-        raise SegkitError(f"--by: '{name}' is not a {task.name} score; valid: {valid}")
-    return key
-
-
 def select_worst(comp: Comparison, k: int, by: str | None = None) -> str:
     """Keep the ``k`` rows that fail most on score ``by`` (default: the first caption score), worst first: with
     one method, where it scores worst; with two, where they differ most; with more, where their mean is worst.
@@ -189,7 +176,9 @@ def select_worst(comp: Comparison, k: int, by: str | None = None) -> str:
         raise SegkitError(f"--worst takes a positive number of images, got {k}")
     if not any(r.gt is not None for r in comp.rows):
         raise SegkitError("--worst needs ground truth to score the images: add --gt DIR")
-    key = score_key(task, by or next(iter(task.caption_keys)))
+    from segkit.metrics.tables import score_key
+
+    key = score_key(task, by or next(iter(task.caption_keys)), "--by")
     sign = 1.0 if lower_is_better(key) else -1.0  # larger badness = worse
 
     def badness(row: Row) -> float:
