@@ -111,3 +111,61 @@ def assert_same_outputs(model, fast, x, tolerance: float = 1e-4) -> None:
     got = got if isinstance(got, list) else [got]
     for g, w in zip(got, want, strict=True):
         assert max_rel_err(g, w) < tolerance
+
+
+FAST_BUILDS = {
+    "r2n-os16": lambda: create_backbone("res2net50_26w_4s", output_stride=16),
+    "v1b-os8": lambda: create_backbone("res2net50_v1b_26w_4s", output_stride=8),
+    "resnet50": lambda: create_backbone("resnet50", output_stride=16),
+    "deeplab": lambda: create_model("segmentation", num_classes=4),
+    "poolnet": lambda: create_model("saliency", backbone="res2net50_14w_8s"),
+}
+
+
+def _fused_convs(fast) -> list:
+    from segkit.models.onednn import ConvAct
+
+    return [m for m in fast.modules() if isinstance(m, ConvAct) and m.onednn]
+
+
+needs_onednn = pytest.mark.skipif(
+    not __import__("segkit.models.onednn", fromlist=["x"]).onednn_available(),
+    reason="this PyTorch build has no oneDNN fused convolutions",
+)
+
+
+@needs_onednn
+@pytest.mark.parametrize("name", list(FAST_BUILDS))
+def test_onednn_fused_convolutions_equal_the_eval_model(name):
+    """fp32 with oneDNN's conv + ReLU (+ residual add) fusion forced on: the same outputs as eval mode, and every
+    block's convolutions, and the stem's and decoder's conv -> ReLU pairs, are fused."""
+    model = randomize_batchnorm(FAST_BUILDS[name]()).eval()
+    fast = prepare_for_inference(model, onednn=True)
+    assert_same_outputs(model, fast, torch.randn(2, 3, 64, 80))
+    fused = _fused_convs(fast)
+    blocks = [m for m in fast.modules() if type(m).__name__ in ("FusedBottle2neck", "FusedBottleneck")]
+    assert blocks and all(m.conv1.onednn and m.conv3.onednn and m.conv3.post == "add_relu" for m in blocks)
+    stem_relus = [m for m in fast.modules() if type(m) is torch.nn.ReLU]
+    assert len(fused) >= 3 * len(blocks), len(fused)
+    assert not any(m.conv.weight.dtype == torch.bfloat16 for m in fused)
+    assert stem_relus == [], f"ReLU modules left unfused: {len(stem_relus)}"
+    assert not _fused_convs(prepare_for_inference(model, onednn=False))
+    assert not _fused_convs(prepare_for_inference(model)), "fp32 runs unfused by default (measured no faster)"
+
+
+@needs_onednn
+@pytest.mark.skipif(not __import__("segkit.hardware").hardware.bf16_supported("cpu"), reason="no native bf16")
+@pytest.mark.parametrize("name", ["r2n-os16", "resnet50", "deeplab"])
+def test_bf16_fast_path_is_fused_and_agrees_with_the_unfused_one(name, monkeypatch):
+    import segkit.models.fast as fast_module
+
+    model = randomize_batchnorm(FAST_BUILDS[name]()).eval()
+    fused = prepare_for_inference(model, precision="bf16")
+    plain = prepare_for_inference(model, precision="bf16", onednn=False)
+    assert _fused_convs(fused) and all(m._packed is not None for m in _fused_convs(fused))
+    assert_same_outputs(plain, fused, torch.randn(1, 3, 64, 96), tolerance=3e-2)  # bf16 rounding, two orders
+    assert_same_outputs(model, fused, torch.randn(1, 3, 64, 96), tolerance=5e-2)
+    compiled = prepare_for_inference(model, precision="bf16", compile=True)
+    assert not _fused_convs(compiled.body), "compiled: inductor fuses on its own"
+    monkeypatch.setattr(fast_module, "onednn_available", lambda: False)  # another build: plain modules
+    assert not _fused_convs(prepare_for_inference(model, precision="bf16"))

@@ -175,7 +175,7 @@ def _onnxruntime_ms(model: nn.Module, x: torch.Tensor, s: BenchSettings) -> floa
         import onnxruntime as ort
     except ImportError:
         return None
-    body = prepare_for_inference(model, cuda_graphs=False).body
+    body = prepare_for_inference(model, cuda_graphs=False, onednn=False).body
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         path = str(Path(tmp) / "backbone.onnx")
         torch.onnx.export(body, (x.cpu(),), path, input_names=["image"], opset_version=17, dynamo=False)

@@ -29,7 +29,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     model = load_model(checkpoint)
     cfg = model.config
     settings = inference_settings(cfg.task, model, cfg)
-    fast = prepare_for_inference(model, cuda_graphs=False).body  # without the channels-last input cast
+    fast = prepare_for_inference(model, cuda_graphs=False, onednn=False).body  # plain modules, no input cast
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     multiple = settings.size_multiple

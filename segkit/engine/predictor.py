@@ -17,7 +17,6 @@ from segkit.engine.inference import InferenceSettings, Net, inference_settings, 
 from segkit.errors import SegkitError
 from segkit.hardware import bf16_feature, resolve_precision
 from segkit.models import model_from_config, prepare_for_inference
-from segkit.models.fast import run_as
 from segkit.tasks import get_task
 
 
@@ -191,7 +190,7 @@ class Predictor:
         self.config, self.num_classes = cfg, model.num_classes
         self.task, self.class_names = cfg.task, model.class_names
         self.notice = builtin_data_notice(cfg)
-        self._fast = prepare_for_inference(model, precision=self.precision, cuda_graphs=False)
+        self._model = model  # the fast path is made from it once the compile choice is known (set_compile)
         self.settings = inference_settings(cfg.task, model, cfg, tta=tta, device=device)
         self.set_compile(compile, job_images)
 
@@ -202,7 +201,9 @@ class Predictor:
         self.compiled, self.compile_reason = compile_decision(compile, job_images, self.settings.device)
         if self.compiled:
             use_persistent_compile_cache()
-        net = run_as(self._fast, self.compiled, cuda_graphs=self.settings.device.startswith("cuda"))
+        # compiled or not decides the fast path's form: oneDNN's fused convolutions eagerly, inductor's own fusion
+        # when compiled; on a GPU, uncompiled, each input shape is replayed as a CUDA graph
+        net = prepare_for_inference(self._model, precision=self.precision, compile=self.compiled)
         self.net: Net = torch_net(net, self.settings.device)
 
     def describe(self) -> str:

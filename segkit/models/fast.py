@@ -19,6 +19,7 @@ import torch.fx
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from segkit.models.onednn import ConvAct, onednn_available, pack_weights
 from segkit.models.res2net import Bottle2neck
 
 
@@ -35,42 +36,74 @@ class FusedBottle2neck(nn.Module):
     weights and bias, so they stay zero through ReLU and pooling and the next 1x1 convolution ignores them.
     """
 
-    def __init__(self, block: Bottle2neck, split_multiple: int = 1) -> None:
+    def __init__(self, block: Bottle2neck, split_multiple: int = 1, onednn: bool = False) -> None:
         super().__init__()
         width = block.width
         grouped = block.convs[0].groups > 1  # Res2NeXt: zero channels appended would shift the groups; left as is
         self.width = width if grouped else -(-width // split_multiple) * split_multiple
         self.scale = block.scale
         self.is_stage_block = block.is_stage_block
-        self.conv1 = _pad_splits(fold_batchnorm(block.conv1, block.bn1), width, self.width, dim=0)
+        conv1 = _pad_splits(fold_batchnorm(block.conv1, block.bn1), width, self.width, dim=0)
+        self.conv1 = ConvAct(conv1, "relu", onednn)
         convs = [
             _pad_splits(_pad_splits(fold_batchnorm(c, b), width, self.width, dim=0), width, self.width, dim=1)
             for c, b in zip(block.convs, block.bns, strict=True)
         ]
         if self.is_stage_block:
-            self.convs = nn.ModuleList([_stack_as_groups(convs)])
-        else:
-            self.convs = nn.ModuleList(convs)
+            convs = [_stack_as_groups(convs)]
+        self.convs = nn.ModuleList(ConvAct(c, "relu", onednn) for c in convs)
         self.pool = block.pool
-        self.conv3 = _pad_splits(fold_batchnorm(block.conv3, block.bn3), width, self.width, dim=1)
+        conv3 = _pad_splits(fold_batchnorm(block.conv3, block.bn3), width, self.width, dim=1)
+        self.conv3 = ConvAct(conv3, "add_relu", onednn)
         self.downsample = _fold_module(block.downsample) if block.downsample is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        reduced = torch.relu_(self.conv1(x))  # (B, width*scale, H, W)
+        reduced = self.conv1(x)  # relu(conv1(x)): (B, width*scale, H, W)
         last = reduced[:, (self.scale - 1) * self.width :]
         if self.is_stage_block:
-            ys = [torch.relu_(self.convs[0](reduced[:, : (self.scale - 1) * self.width])), self.pool(last)]
+            ys = [self.convs[0](reduced[:, : (self.scale - 1) * self.width]), self.pool(last)]
         else:
             splits = torch.split(reduced, self.width, dim=1)
             ys = []
             y = splits[0]
             for i, conv in enumerate(self.convs):
-                y = torch.relu_(conv(y if i == 0 else y + splits[i]))
+                y = conv(y if i == 0 else y + splits[i])  # y_i = relu(K_i(x_i + y_{i-1}))
                 ys.append(y)
             ys.append(last)
-        out = self.conv3(torch.cat(ys, dim=1))
-        return torch.relu_(out.add_(shortcut))
+        return self.conv3(torch.cat(ys, dim=1), shortcut)  # relu(conv3(...) + shortcut)
+
+
+class FusedBottleneck(nn.Module):
+    """Inference form of timm's ResNet ``Bottleneck`` (the baseline), the same steps as ``FusedBottle2neck``:
+    BatchNorm folded, each ReLU and the residual add fused into its convolution where oneDNN runs it. Only for
+    the plain block (no squeeze-excitation, drop-block, anti-aliasing or drop-path), which ``_replace_blocks``
+    checks."""
+
+    def __init__(self, block: nn.Module, onednn: bool = False) -> None:
+        super().__init__()
+        self.conv1 = ConvAct(fold_batchnorm(block.conv1, block.bn1), "relu", onednn)
+        self.conv2 = ConvAct(fold_batchnorm(block.conv2, block.bn2), "relu", onednn)
+        self.conv3 = ConvAct(fold_batchnorm(block.conv3, block.bn3), "add_relu", onednn)
+        self.downsample = _fold_module(block.downsample) if block.downsample is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.conv3(self.conv2(self.conv1(x)), shortcut)
+
+
+def _plain_timm_bottleneck(module: nn.Module) -> bool:
+    """timm's ResNet Bottleneck without the extras ``FusedBottleneck`` does not reproduce."""
+    from timm.models.resnet import Bottleneck
+
+    if type(module) is not Bottleneck:
+        return False
+    plain = all(
+        isinstance(getattr(module, name, None), (nn.Identity, type(None)))
+        for name in ("se", "drop_block", "aa", "drop_path")
+    )
+    relus = all(type(getattr(module, f"act{i}", None)) is nn.ReLU for i in (1, 2, 3))
+    return plain and relus and all(type(getattr(module, f"bn{i}")) is nn.BatchNorm2d for i in (1, 2, 3))
 
 
 def _pad_splits(conv: nn.Conv2d, width: int, padded: int, dim: int) -> nn.Conv2d:
@@ -127,6 +160,8 @@ class _FoldTracer(torch.fx.Tracer):
     padded pooling with its shape arithmetic) stays one opaque call, since its inside cannot hold a pair."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, ConvAct):  # already folded and fused
+            return True
         holds_pair_parts = any(isinstance(sub, (nn.Conv2d, nn.BatchNorm2d)) for sub in m.modules())
         return super().is_leaf_module(m, qualname) or not holds_pair_parts
 
@@ -179,19 +214,69 @@ def _fold_pairs(module: nn.Module) -> None:
         module.set_submodule(bn_path, nn.Identity())
 
 
-def _replace_blocks(module: nn.Module, split_multiple: int = 1) -> nn.Module:
-    """Res2Net blocks replaced by their inference form, everywhere in ``module``."""
+def _replace_blocks(module: nn.Module, split_multiple: int = 1, onednn: bool = False) -> nn.Module:
+    """Res2Net blocks (and timm's plain ResNet bottlenecks) replaced by their inference form, everywhere."""
     if isinstance(module, Bottle2neck):
-        return FusedBottle2neck(module, split_multiple)
+        return FusedBottle2neck(module, split_multiple, onednn)
+    if _plain_timm_bottleneck(module):
+        return FusedBottleneck(module, onednn)
     for name, child in list(module.named_children()):
-        setattr(module, name, _replace_blocks(child, split_multiple))
+        setattr(module, name, _replace_blocks(child, split_multiple, onednn))
     return module
 
 
-def _fold_module(module: nn.Module, split_multiple: int = 1) -> nn.Module:
-    """Res2Net blocks in inference form, then every conv -> BatchNorm pair folded (found by tracing)."""
-    module = _replace_blocks(module, split_multiple)
+def _conv_relu_pairs(module: nn.Module) -> list[tuple[str, str]] | None:
+    """(conv, ReLU) submodule paths where ``module``'s traced forward feeds a convolution's output, through
+    nothing but identities (folded BatchNorms), to a ReLU module and nowhere else, each called once; None when
+    the forward cannot be traced."""
+    try:
+        graph = _FoldTracer().trace(module)
+    except Exception:  # noqa: BLE001 - any tracing failure only means: decide inside the children
+        return None
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or type(module.get_submodule(node.target)) is not nn.ReLU:
+            continue
+        source = node.args[0] if node.args else None
+        while (
+            isinstance(source, torch.fx.Node)
+            and source.op == "call_module"
+            and isinstance(module.get_submodule(source.target), nn.Identity)
+            and len(source.users) == 1
+        ):
+            source = source.args[0]
+        if not (isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1):
+            continue
+        conv = module.get_submodule(source.target)
+        if type(conv) is nn.Conv2d and calls[source.target] == 1 and calls[node.target] == 1:
+            pairs.append((source.target, node.target))
+    return pairs
+
+
+def _fuse_conv_relus(module: nn.Module, onednn: bool) -> None:
+    """Every conv -> ReLU pair of ``module`` (found by tracing, as for BatchNorm) as one ``ConvAct``."""
+    if not any(type(m) is nn.Conv2d for m in module.modules()):
+        return
+    pairs = _conv_relu_pairs(module)
+    if pairs is None:
+        for child in module.children():
+            _fuse_conv_relus(child, onednn)
+        return
+    for conv_path, relu_path in pairs:
+        module.set_submodule(conv_path, ConvAct(module.get_submodule(conv_path), "relu", onednn))
+        module.set_submodule(relu_path, nn.Identity())
+
+
+def _fold_module(module: nn.Module, split_multiple: int = 1, onednn: bool = False) -> nn.Module:
+    """Res2Net (and plain ResNet) blocks in inference form, then every conv -> BatchNorm pair folded and every
+    conv -> ReLU pair fused (both found by tracing)."""
+    module = _replace_blocks(module, split_multiple, onednn)
     _fold_pairs(module)
+    _fuse_conv_relus(module, onednn)
     return module
 
 
@@ -295,6 +380,7 @@ def prepare_for_inference(
     precision: str = "fp32",
     compile: bool = False,
     split_multiple: int | None = None,
+    onednn: bool | None = None,
 ) -> nn.Module:
     """An eval-mode copy of ``model`` for fast inference; in fp32 (the default) equal to ``model.eval()`` within
     1e-4 relative.
@@ -306,8 +392,11 @@ def prepare_for_inference(
     each new input shape; worth it for long jobs), falling back to eager with one line if it fails. On CUDA
     (``cuda_graphs`` None: when the weights are on a GPU, and not compiled) each input shape is captured once as a
     CUDA graph and replayed. ``split_multiple``: pad each Res2Net split's width with zero channels to a multiple
-    of this (exact; see ``FusedBottle2neck``); None: ``default_split_multiple`` of the weights' device. The
-    original is left untouched.
+    of this (exact; see ``FusedBottle2neck``); None: ``default_split_multiple`` of the weights' device.
+    ``onednn``: run each convolution with its ReLU (and residual add) fused by oneDNN, bf16 weights prepacked
+    (``segkit.models.onednn``); None: in bf16 on a CPU where the operators exist, unless compiled (inductor
+    fuses on its own; in fp32 the fusion measured no faster); False: plain PyTorch modules (for ONNX export).
+    The original is left untouched.
     """
     from segkit.hardware import resolve_precision
 
@@ -316,12 +405,15 @@ def prepare_for_inference(
         split_multiple = default_split_multiple(device)
     if split_multiple < 1:
         raise ValueError(f"split_multiple must be a positive integer, got {split_multiple}")
-    body = copy.deepcopy(model).eval()
-    body = _fold_module(body, split_multiple)
     dtype = torch.bfloat16 if resolve_precision(precision, device) == "bf16" else torch.float32
+    if onednn is None:
+        onednn = device.type == "cpu" and dtype == torch.bfloat16 and not compile and onednn_available()
+    body = copy.deepcopy(model).eval()
+    body = _fold_module(body, split_multiple, onednn)
     body = body.to(dtype=dtype, memory_format=torch.channels_last)
     for p in body.parameters():
         p.requires_grad_(False)
+    pack_weights(body)
     fast = InferenceModel(body, dtype).eval()
     return run_as(fast, compile, device.type == "cuda" if cuda_graphs is None else cuda_graphs)
 
