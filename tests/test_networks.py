@@ -169,3 +169,41 @@ def test_bf16_fast_path_is_fused_and_agrees_with_the_unfused_one(name, monkeypat
     assert not _fused_convs(compiled.body), "compiled: inductor fuses on its own"
     monkeypatch.setattr(fast_module, "onednn_available", lambda: False)  # another build: plain modules
     assert not _fused_convs(prepare_for_inference(model, precision="bf16"))
+
+
+@pytest.mark.parametrize("fp32_faster", [True, False])
+def test_dilated_depthwise_runs_in_the_faster_precision_with_the_same_result(fp32_faster, monkeypatch):
+    """DeepLabv3+'s dilated depthwise convolutions in bf16 run in bf16 or fp32, whichever was timed faster for the
+    input's shape; either gives the convolution's result (to bf16 rounding) and the choice is kept per shape."""
+    import segkit.models.onednn as onednn
+
+    conv = torch.nn.Conv2d(32, 32, 3, padding=6, dilation=6, groups=32).eval()
+    conv16 = __import__("copy").deepcopy(conv).bfloat16()
+    wrapped = onednn.FasterOfTwo(conv16)
+    timed = []
+
+    def fake_seconds(fn, x):
+        timed.append(fn)
+        return 1.0 if (fn is not wrapped.conv) == fp32_faster else 2.0
+
+    monkeypatch.setattr(onednn, "_seconds", fake_seconds)
+    x = torch.randn(1, 32, 20, 24)
+    with torch.inference_mode():
+        got = [wrapped(x.bfloat16()) for _ in range(3)]
+        want = conv(x)
+    assert len(timed) == 2 and wrapped.choice == {(1, 32, 20, 24): fp32_faster}
+    assert all(g.dtype == torch.bfloat16 and max_rel_err(g.float(), want) < 2e-2 for g in got)
+    assert wrapped.fp32.weight.dtype == torch.float32
+    assert onednn.dilated_depthwise(conv) and not onednn.dilated_depthwise(torch.nn.Conv2d(32, 32, 3, dilation=2))
+
+
+@needs_onednn
+@pytest.mark.skipif(not __import__("segkit.hardware").hardware.bf16_supported("cpu"), reason="no native bf16")
+def test_deeplab_bf16_fast_path_wraps_the_aspp_depthwise_convolutions():
+    from segkit.models.onednn import FasterOfTwo
+
+    model = randomize_batchnorm(create_model("segmentation", num_classes=4)).eval()
+    fast = prepare_for_inference(model, precision="bf16")
+    wrapped = [m for m in fast.modules() if isinstance(m, FasterOfTwo)]
+    assert len(wrapped) == 3 and sorted(m.conv.dilation[0] for m in wrapped) == [6, 12, 18]
+    assert not any(isinstance(m, FasterOfTwo) for m in prepare_for_inference(model).modules()), "fp32: as is"

@@ -19,7 +19,7 @@ import torch.fx
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from segkit.models.onednn import ConvAct, onednn_available, pack_weights
+from segkit.models.onednn import ConvAct, onednn_available, pack_weights, wrap_dilated_depthwise
 from segkit.models.res2net import Bottle2neck
 
 
@@ -393,9 +393,10 @@ def prepare_for_inference(
     (``cuda_graphs`` None: when the weights are on a GPU, and not compiled) each input shape is captured once as a
     CUDA graph and replayed. ``split_multiple``: pad each Res2Net split's width with zero channels to a multiple
     of this (exact; see ``FusedBottle2neck``); None: ``default_split_multiple`` of the weights' device.
-    ``onednn``: run each convolution with its ReLU (and residual add) fused by oneDNN, bf16 weights prepacked
-    (``segkit.models.onednn``); None: in bf16 on a CPU where the operators exist, unless compiled (inductor
-    fuses on its own; in fp32 the fusion measured no faster); False: plain PyTorch modules (for ONNX export).
+    ``onednn``: run each convolution with its ReLU (and residual add) fused by oneDNN, bf16 weights prepacked,
+    dilated depthwise convolutions in the faster of bf16 and fp32 (``segkit.models.onednn``); None: in bf16 on a
+    CPU where the operators exist, unless compiled (inductor fuses on its own; in fp32 the fusion measured no
+    faster); False: plain PyTorch modules (for ONNX export).
     The original is left untouched.
     """
     from segkit.hardware import resolve_precision
@@ -413,7 +414,9 @@ def prepare_for_inference(
     body = body.to(dtype=dtype, memory_format=torch.channels_last)
     for p in body.parameters():
         p.requires_grad_(False)
-    pack_weights(body)
+    if onednn:
+        pack_weights(body)
+        wrap_dilated_depthwise(body)
     fast = InferenceModel(body, dtype).eval()
     return run_as(fast, compile, device.type == "cuda" if cuda_graphs is None else cuda_graphs)
 
