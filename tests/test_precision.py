@@ -148,6 +148,8 @@ def test_compile_auto_decides_by_job_size(monkeypatch, tiny, tmp_path, capsys):
 
     assert compile_decision("auto", COMPILE_MIN_IMAGES)[0] and not compile_decision("auto", COMPILE_MIN_IMAGES - 1)[0]
     assert not compile_decision("auto", None)[0]
+    assert not compile_decision("auto", 10**6, "cpu", "bf16")[0], "bf16 on a CPU: the fused eager path is faster"
+    assert compile_decision("on", 1, "cpu", "bf16")[0]
     assert compile_decision("on", 1) == (True, "asked") and compile_decision("off", 10**6) == (False, "asked")
     images = tmp_path / "in"
     images.mkdir()
@@ -156,16 +158,20 @@ def test_compile_auto_decides_by_job_size(monkeypatch, tiny, tmp_path, capsys):
 
         Image.fromarray(np.full((40, 50, 3), 60 * i, np.uint8)).save(images / f"{i}.png")
     ckpt = str(tiny / "best.pt")
-    assert main(["predict", "--checkpoint", ckpt, "--input", str(images), "--output", str(tmp_path / "a")]) == 0
+    args = ["predict", "--checkpoint", ckpt, "--input", str(images), "--precision", "fp32", "--output"]
+    assert main([*args, str(tmp_path / "a")]) == 0
     assert f"not compiled (auto: 3 images < {COMPILE_MIN_IMAGES}" in capsys.readouterr().err
     monkeypatch.setattr(predictor_module, "COMPILE_MIN_IMAGES", 3)
     monkeypatch.setattr(torch, "compile", lambda module, **kwargs: module)  # the decision, not inductor, is tested
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
-    assert main(["predict", "--checkpoint", ckpt, "--input", str(images), "--output", str(tmp_path / "b")]) == 0
+    assert main([*args, str(tmp_path / "b")]) == 0
     assert "compiled (auto: 3 images >= 3" in capsys.readouterr().err
-    assert main(["predict", "--checkpoint", ckpt, "--input", str(images), "--output", str(tmp_path / "c"),
-                 "--compile", "off"]) == 0  # fmt: skip
+    assert main([*args, str(tmp_path / "c"), "--compile", "off"]) == 0
     assert "not compiled (asked)" in capsys.readouterr().err
+    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 6.4)  # an AMX Xeon (measured)
+    assert main([*args[:-3], "--output", str(tmp_path / "d")]) == 0  # --precision auto: bf16 here
+    assert "precision bf16" in (err := capsys.readouterr().err) and "not compiled (auto: in bf16 on a CPU" in err
 
 
 def test_compiled_code_is_cached_under_the_users_cache_folder(monkeypatch, tmp_path):

@@ -103,17 +103,22 @@ class OnnxNet:
         return torch.from_numpy(out)
 
 
-# --compile auto compiles a CPU job of at least this many images. Measured on a 2-core Xeon (AVX512-BF16, no AMX),
-# 2026-11-28, DeepLabv3+ Res2Net-50 at 512x384 (benchmarks/RESULTS.md, "Compiling"): compiled 302 ms vs 347 ms
+# --compile auto compiles an fp32 CPU job of at least this many images. Measured on a 2-core Xeon (AVX512-BF16, no
+# AMX), 2026-11-28, DeepLabv3+ Res2Net-50 at 512x384 (benchmarks/RESULTS.md, "Compiling"): compiled 302 ms vs 347 ms
 # per image, so 45 ms saved per image, against about 45 s for the first compilation (about 13 s once inductor's
-# cache holds it). On a GPU a job runs one image at a time, where the CUDA-graph fast path measured faster than
-# the compiled model (H200, batch 1: 1.8 vs 4.2 ms), so auto does not compile there.
+# cache holds it); on the AMX Xeon (2026-12-01) 194 vs 210 ms, against 19 s. In bf16 on a CPU the eager fast path
+# (oneDNN's fused convolutions) measured faster than the compiled one (AMX Xeon, 2026-12-01: 71 vs 85 ms), so auto
+# does not compile there. On a GPU a job runs one image at a time, where the CUDA-graph fast path measured faster
+# than the compiled model (H200, batch 1: 1.8 vs 4.2 ms), so auto does not compile there either.
 COMPILE_MIN_IMAGES = 1000
 COMPILE_NOTE = "compiling pays for itself after about 1000 images (measured)"
 
 
-def compile_decision(choice: bool | str, job_images: int | None, device: str = "cpu") -> tuple[bool, str]:
-    """(compile or not, why) for ``choice`` True/False/"on"/"off"/"auto" and a job of ``job_images`` images."""
+def compile_decision(
+    choice: bool | str, job_images: int | None, device: str = "cpu", precision: str = "fp32"
+) -> tuple[bool, str]:
+    """(compile or not, why) for ``choice`` True/False/"on"/"off"/"auto" and a job of ``job_images`` images run
+    in ``precision`` (the resolved one, "fp32" or "bf16") on ``device``."""
     if choice in (True, "on"):
         return True, "asked"
     if choice in (False, "off", None):
@@ -122,6 +127,8 @@ def compile_decision(choice: bool | str, job_images: int | None, device: str = "
         raise SegkitError(f"compile must be auto, on or off, got {choice!r}")
     if device.startswith("cuda"):
         return False, "auto: on a GPU the CUDA-graph path runs single images faster"
+    if precision == "bf16":
+        return False, "auto: in bf16 on a CPU the fused eager path measured faster than compiled"
     if job_images is None:
         return False, "auto: job size unknown"
     if job_images >= COMPILE_MIN_IMAGES:
@@ -198,7 +205,7 @@ class Predictor:
         """Compile the network or not (see the class docstring), e.g. once a job's size is known."""
         if self.config is None:  # ONNX: onnxruntime runs it as exported
             return
-        self.compiled, self.compile_reason = compile_decision(compile, job_images, self.settings.device)
+        self.compiled, self.compile_reason = compile_decision(compile, job_images, self.settings.device, self.precision)
         if self.compiled:
             use_persistent_compile_cache()
         # compiled or not decides the fast path's form: oneDNN's fused convolutions eagerly, inductor's own fusion
