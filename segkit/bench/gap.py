@@ -4,7 +4,7 @@ Every attempt is measured for both networks in one process on one device, at one
 reported as img/s and as the Res2Net/ResNet throughput ratio, kept or not:
 
 - the inference fast path in fp32 (TF32 as PyTorch defaults on a GPU) and in bf16, with and without cuDNN's
-  benchmark mode (it times the algorithms for each shape once);
+  benchmark mode (it times the algorithms for each shape once), and on a CPU without oneDNN's fused convolutions;
 - the Res2Net splits padded with zero channels to a multiple of 8 or 16 (26/52/104/208 are not multiples of 16);
 - ``torch.compile`` (inductor, frozen weights) in its default and in its max-autotune mode, each in a
   subprocess with a time limit, since compiling is the slow part;
@@ -167,8 +167,8 @@ def compiled_img_s(mode: str, s: GapSettings, split_multiple: int = 1) -> dict:
     out: dict = {"img_s": {}, "compile_s": {}}
     for model_name in MODELS:
         fast = prepare_for_inference(
-            _model(model_name, device), cuda_graphs=False, precision="bf16", split_multiple=split_multiple
-        )
+            _model(model_name, device), cuda_graphs=False, precision="bf16", split_multiple=split_multiple, onednn=False
+        )  # plain modules: inductor does its own fusion
         compiled = torch.compile(fast, mode=None if mode == "default" else mode, options=None)
         x = torch.randn(s.batch, 3, s.size_px, s.size_px, device=device)
         with torch.inference_mode():
@@ -295,6 +295,7 @@ def run_gap_bench(
         infer("fp32 fast path", False),
         infer("bf16 fast path", False, **bf16),
         infer("bf16 fast path, no CUDA graph", False, cuda_graphs=False, **bf16),
+        infer("bf16 fast path, no oneDNN fusion (CPU)", False, onednn=False, **bf16),
         infer("bf16 fast path + cudnn.benchmark", True, **bf16),
         infer("bf16 + benchmark + splits padded to 8", True, split_multiple=8, **bf16),
         infer("bf16 + benchmark + splits padded to 16", True, split_multiple=16, **bf16),

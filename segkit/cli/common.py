@@ -86,8 +86,9 @@ def add_precision_flags(parser, default: str | None = "auto") -> None:
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default=default,
-        help="auto (default): bf16 where the hardware runs it natively (a CUDA GPU with bf16, a CPU with "
-        "AVX512-BF16 or AMX), fp32 elsewhere; bf16 on hardware without it is refused (exit 2: it would be slower)",
+        help="auto (default): bf16 where the hardware runs it natively and faster (a CUDA GPU with bf16; a CPU "
+        "with AVX512-BF16 or AMX where one convolution timed in both precisions shows bf16 faster), fp32 "
+        "elsewhere; bf16 on hardware without native bf16 is refused (exit 2: it would be slower)",
     )
     parser.add_argument(
         "--compile",
@@ -95,8 +96,9 @@ def add_precision_flags(parser, default: str | None = "auto") -> None:
         choices=("auto", "on", "off"),
         const="on",
         default=default,
-        help="torch.compile the network: auto (default) compiles jobs of many images (see COMPILE_MIN_IMAGES in "
-        "segkit/engine/predictor.py), on (also plain --compile), off. Compiling costs tens of seconds once; "
+        help="torch.compile the network: auto (default) compiles fp32 CPU jobs of many images (see "
+        "COMPILE_MIN_IMAGES in segkit/engine/predictor.py; never on a GPU or in bf16 on a CPU, where the "
+        "uncompiled fast path measured faster), on (also plain --compile), off. Compiling costs tens of seconds once; "
         "inductor's cache (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/segkit/inductor) makes later runs cheaper",
     )
 

@@ -163,10 +163,11 @@ class Predictor:
     post-processing. ``image`` is an RGB uint8 array (H, W, 3). ``task`` is the task's name; ``notice`` is a
     line to show users when the model was trained only on the built-in demo data (else None).
 
-    ``precision``: ``"auto"`` (bf16 where the device runs it natively: a CUDA GPU with bf16, a CPU with
-    AVX512-BF16 or AMX; fp32 elsewhere), ``"fp32"`` or ``"bf16"``; ``self.precision`` says which runs. ``compile``:
-    ``torch.compile`` the network (True/"on"), or not (False/"off"), or "auto": when ``job_images`` (the number of
-    images the caller will run) reaches ``COMPILE_MIN_IMAGES``. ONNX models run in fp32, uncompiled.
+    ``precision``: ``"auto"`` (bf16 where the device runs it natively and faster: a CUDA GPU with bf16, a CPU
+    with AVX512-BF16 or AMX where bf16 measures faster, see ``segkit.hardware.bf16_pays``; fp32 elsewhere),
+    ``"fp32"`` or ``"bf16"``; ``self.precision`` says which runs. ``compile``: ``torch.compile`` the network
+    (True/"on"), or not (False/"off"), or "auto": an fp32 CPU job when ``job_images`` (the number of images the
+    caller will run) reaches ``COMPILE_MIN_IMAGES`` (``compile_decision``). ONNX models run in fp32, uncompiled.
     """
 
     def __init__(
