@@ -241,7 +241,7 @@ def profile_forward(s: GapSettings, device: torch.device) -> dict[str, dict[str,
                     torch.cuda.synchronize()
         groups: dict[str, float] = {}
         for ev in prof.key_averages(group_by_input_shape=True):
-            if not ev.key.startswith("aten::"):  # kernels are counted through the operator that launched them
+            if not ev.key.startswith(("aten::", "mkldnn::")):  # kernels count through the operator launching them
                 continue
             t = _self_time_us(ev, device)
             if t <= 0:
