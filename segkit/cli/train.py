@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Train on the built-in dataset (default) or your data. Without --config it uses the task's default "
             "configuration (segkit's configs/demo_<task>.yaml). Writes a run folder with config.yaml, last.pt, "
             "best.pt, metrics.csv and train.log. With --images/--masks and no --val-images/--val-masks, "
-            "data.val_fraction (10%%) of the pairs is held out for validation. Scale out with "
+            "data.val_fraction (10%) of the pairs is held out for validation. Scale out with "
             "`torchrun --nproc_per_node=N -m segkit train ...`."
         ),
     )

@@ -106,10 +106,10 @@ class OnnxNet:
 # --compile auto compiles an fp32 CPU job of at least this many images. Measured on a 2-core Xeon (AVX512-BF16, no
 # AMX), 2026-11-28, DeepLabv3+ Res2Net-50 at 512x384 (benchmarks/RESULTS.md, "Compiling"): compiled 302 ms vs 347 ms
 # per image, so 45 ms saved per image, against about 45 s for the first compilation (about 13 s once inductor's
-# cache holds it); on the AMX Xeon (2026-12-01) 194 vs 210 ms, against 19 s. In bf16 on a CPU the eager fast path
-# (oneDNN's fused convolutions) measured faster than the compiled one (AMX Xeon, 2026-12-01: 71 vs 85 ms), so auto
-# does not compile there. On a GPU a job runs one image at a time, where the CUDA-graph fast path measured faster
-# than the compiled model (H200, batch 1: 1.8 vs 4.2 ms), so auto does not compile there either.
+# cache holds it). In bf16 on a CPU the eager fast path (oneDNN's fused convolutions) measured faster than the
+# compiled one (AMX Xeon, 2026-12-01, `segkit bench backbone`: Res2Net-50 46.6 vs 61.2 ms, ResNet-50 28.1 vs
+# 34.8 ms), so auto does not compile there. On a GPU a job runs one image at a time, where the CUDA-graph fast
+# path measured faster than the compiled model (H200, batch 1: 1.8 vs 4.2 ms), so auto does not compile there either.
 COMPILE_MIN_IMAGES = 1000
 COMPILE_NOTE = "compiling pays for itself after about 1000 images (measured)"
 
