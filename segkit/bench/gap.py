@@ -264,6 +264,8 @@ def _self_time_us(ev, device: torch.device) -> float:
 def _op_group(name: str, shapes) -> str:
     if "conv" in name:
         weight = shapes[1] if shapes and len(shapes) > 1 and shapes[1] else None
+        if len(shapes) > 2 and shapes[2] and len(shapes[2]) == 4:  # oneDNN's conv + add: (input, other, weight, ...)
+            weight = shapes[2]
         if weight and len(weight) == 4:
             k = weight[2]
             if k == 1:
@@ -295,13 +297,14 @@ def run_gap_bench(
         infer("fp32 fast path", False),
         infer("bf16 fast path", False, **bf16),
         infer("bf16 fast path, no CUDA graph", False, cuda_graphs=False, **bf16),
-        infer("bf16 fast path, no oneDNN fusion (CPU)", False, onednn=False, **bf16),
         infer("bf16 fast path + cudnn.benchmark", True, **bf16),
         infer("bf16 + benchmark + splits padded to 8", True, split_multiple=8, **bf16),
         infer("bf16 + benchmark + splits padded to 16", True, split_multiple=16, **bf16),
         train("bf16 training step", False),
         train("bf16 training step + benchmark", True),
     ]
+    if device.type == "cpu":  # oneDNN's fused convolutions are the CPU's bf16 default; the same path without them
+        plans.insert(3, infer("bf16 fast path, no oneDNN fusion", False, onednn=False, **bf16))
     for label, plan in [] if s.only_compile_and_profile else plans:
         progress(f"measuring: {label} ...")
         out["attempts"].append(_attempt_dict(plan()))

@@ -166,12 +166,9 @@ class _FoldTracer(torch.fx.Tracer):
         return super().is_leaf_module(m, qualname) or not holds_pair_parts
 
 
-def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]] | None:
-    """(conv, bn) submodule paths where ``module``'s traced forward feeds a convolution's output to a BatchNorm
-    and nowhere else, each called once; None when the forward cannot be traced (data-dependent control flow).
-
-    Folding is decided by the data flow, so any network (timm's, smp's, ours) is folded where, and only where,
-    a BatchNorm directly follows a convolution."""
+def _traced_calls(module: nn.Module) -> tuple[torch.fx.Graph, dict[str, int]] | None:
+    """``module``'s traced forward and how often it calls each submodule; None when the forward cannot be traced
+    (data-dependent control flow)."""
     try:
         graph = _FoldTracer().trace(module)
     except Exception:  # noqa: BLE001 - any tracing failure only means: decide inside the children
@@ -180,6 +177,19 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]] | None:
     for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
+    return graph, calls
+
+
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]] | None:
+    """(conv, bn) submodule paths where ``module``'s traced forward feeds a convolution's output to a BatchNorm
+    and nowhere else, each called once; None when the forward cannot be traced.
+
+    Folding is decided by the data flow, so any network (timm's, smp's, ours) is folded where, and only where,
+    a BatchNorm directly follows a convolution."""
+    traced = _traced_calls(module)
+    if traced is None:
+        return None
+    graph, calls = traced
     pairs = []
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(module.get_submodule(node.target), nn.BatchNorm2d):
@@ -194,49 +204,14 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]] | None:
     return pairs
 
 
-def _has_conv_and_bn(module: nn.Module) -> bool:
-    kinds = {type(m) for m in module.modules()}
-    return any(issubclass(k, nn.Conv2d) for k in kinds) and any(issubclass(k, nn.BatchNorm2d) for k in kinds)
-
-
-def _fold_pairs(module: nn.Module) -> None:
-    """Fold, in place, every conv -> BatchNorm pair of ``module``'s traced forward; where a forward cannot be
-    traced, inside each of its children instead."""
-    if not _has_conv_and_bn(module):
-        return
-    pairs = _conv_bn_pairs(module)
-    if pairs is None:
-        for child in module.children():
-            _fold_pairs(child)
-        return
-    for conv_path, bn_path in pairs:
-        module.set_submodule(conv_path, fold_batchnorm(module.get_submodule(conv_path), module.get_submodule(bn_path)))
-        module.set_submodule(bn_path, nn.Identity())
-
-
-def _replace_blocks(module: nn.Module, split_multiple: int = 1, onednn: bool = False) -> nn.Module:
-    """Res2Net blocks (and timm's plain ResNet bottlenecks) replaced by their inference form, everywhere."""
-    if isinstance(module, Bottle2neck):
-        return FusedBottle2neck(module, split_multiple, onednn)
-    if _plain_timm_bottleneck(module):
-        return FusedBottleneck(module, onednn)
-    for name, child in list(module.named_children()):
-        setattr(module, name, _replace_blocks(child, split_multiple, onednn))
-    return module
-
-
 def _conv_relu_pairs(module: nn.Module) -> list[tuple[str, str]] | None:
     """(conv, ReLU) submodule paths where ``module``'s traced forward feeds a convolution's output, through
     nothing but identities (folded BatchNorms), to a ReLU module and nowhere else, each called once; None when
     the forward cannot be traced."""
-    try:
-        graph = _FoldTracer().trace(module)
-    except Exception:  # noqa: BLE001 - any tracing failure only means: decide inside the children
+    traced = _traced_calls(module)
+    if traced is None:
         return None
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+    graph, calls = traced
     pairs = []
     for node in graph.nodes:
         if node.op != "call_module" or type(module.get_submodule(node.target)) is not nn.ReLU:
@@ -257,18 +232,51 @@ def _conv_relu_pairs(module: nn.Module) -> list[tuple[str, str]] | None:
     return pairs
 
 
-def _fuse_conv_relus(module: nn.Module, onednn: bool) -> None:
-    """Every conv -> ReLU pair of ``module`` (found by tracing, as for BatchNorm) as one ``ConvAct``."""
-    if not any(type(m) is nn.Conv2d for m in module.modules()):
+def _replace_pairs(module: nn.Module, find_pairs, replace, wanted) -> None:
+    """For every (first, second) pair ``find_pairs(module)`` gives, ``first`` becomes ``replace(first, second)``
+    and ``second`` an identity; where the forward cannot be traced, inside each child instead. Modules for
+    which ``wanted`` is false are skipped (nothing there to pair)."""
+    if not wanted(module):
         return
-    pairs = _conv_relu_pairs(module)
+    pairs = find_pairs(module)
     if pairs is None:
         for child in module.children():
-            _fuse_conv_relus(child, onednn)
+            _replace_pairs(child, find_pairs, replace, wanted)
         return
-    for conv_path, relu_path in pairs:
-        module.set_submodule(conv_path, ConvAct(module.get_submodule(conv_path), "relu", onednn))
-        module.set_submodule(relu_path, nn.Identity())
+    for first, second in pairs:
+        module.set_submodule(first, replace(module.get_submodule(first), module.get_submodule(second)))
+        module.set_submodule(second, nn.Identity())
+
+
+def _has_conv_and_bn(module: nn.Module) -> bool:
+    kinds = {type(m) for m in module.modules()}
+    return any(issubclass(k, nn.Conv2d) for k in kinds) and any(issubclass(k, nn.BatchNorm2d) for k in kinds)
+
+
+def _fold_pairs(module: nn.Module) -> None:
+    """Fold, in place, every conv -> BatchNorm pair of ``module``'s traced forward."""
+    _replace_pairs(module, _conv_bn_pairs, fold_batchnorm, _has_conv_and_bn)
+
+
+def _fuse_conv_relus(module: nn.Module, onednn: bool) -> None:
+    """Every conv -> ReLU pair of ``module`` (found by tracing, as for BatchNorm) as one ``ConvAct``."""
+    _replace_pairs(
+        module,
+        _conv_relu_pairs,
+        lambda conv, relu: ConvAct(conv, "relu", onednn),
+        lambda m: any(type(sub) is nn.Conv2d for sub in m.modules()),
+    )
+
+
+def _replace_blocks(module: nn.Module, split_multiple: int = 1, onednn: bool = False) -> nn.Module:
+    """Res2Net blocks (and timm's plain ResNet bottlenecks) replaced by their inference form, everywhere."""
+    if isinstance(module, Bottle2neck):
+        return FusedBottle2neck(module, split_multiple, onednn)
+    if _plain_timm_bottleneck(module):
+        return FusedBottleneck(module, onednn)
+    for name, child in list(module.named_children()):
+        setattr(module, name, _replace_blocks(child, split_multiple, onednn))
+    return module
 
 
 def _fold_module(module: nn.Module, split_multiple: int = 1, onednn: bool = False) -> nn.Module:
