@@ -166,9 +166,13 @@ class _FoldTracer(torch.fx.Tracer):
         return super().is_leaf_module(m, qualname) or not holds_pair_parts
 
 
-def _traced_calls(module: nn.Module) -> tuple[torch.fx.Graph, dict[str, int]] | None:
-    """``module``'s traced forward and how often it calls each submodule; None when the forward cannot be traced
-    (data-dependent control flow)."""
+def _conv_pairs(module: nn.Module, follows, through_identities: bool = False) -> list[tuple[str, str]] | None:
+    """(conv, follower) submodule paths where ``module``'s traced forward feeds a convolution's output to a
+    module that ``follows`` accepts, and nowhere else (``through_identities``: also through identities, such as
+    folded BatchNorms), each called once; None when the forward cannot be traced (data-dependent control flow).
+
+    So folding and fusion are decided by the data flow: any network (timm's, smp's, ours) is changed where, and
+    only where, the pair really follows a convolution."""
     try:
         graph = _FoldTracer().trace(module)
     except Exception:  # noqa: BLE001 - any tracing failure only means: decide inside the children
@@ -177,59 +181,39 @@ def _traced_calls(module: nn.Module) -> tuple[torch.fx.Graph, dict[str, int]] | 
     for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
-    return graph, calls
+
+    def producer(node: torch.fx.Node):
+        source = node.args[0] if node.args else None
+        while (
+            through_identities and _single_call(source) and isinstance(module.get_submodule(source.target), nn.Identity)
+        ):
+            source = source.args[0]
+        return source if _single_call(source) else None
+
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or calls[node.target] != 1 or not follows(module.get_submodule(node.target)):
+            continue
+        source = producer(node)
+        if source is not None and isinstance(module.get_submodule(source.target), nn.Conv2d):
+            if calls[source.target] == 1:
+                pairs.append((source.target, node.target))
+    return pairs
+
+
+def _single_call(source) -> bool:
+    """A submodule call whose output goes to one place only."""
+    return isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1
 
 
 def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]] | None:
-    """(conv, bn) submodule paths where ``module``'s traced forward feeds a convolution's output to a BatchNorm
-    and nowhere else, each called once; None when the forward cannot be traced.
-
-    Folding is decided by the data flow, so any network (timm's, smp's, ours) is folded where, and only where,
-    a BatchNorm directly follows a convolution."""
-    traced = _traced_calls(module)
-    if traced is None:
-        return None
-    graph, calls = traced
-    pairs = []
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(module.get_submodule(node.target), nn.BatchNorm2d):
-            continue
-        source = node.args[0] if node.args else None
-        if not (isinstance(source, torch.fx.Node) and source.op == "call_module"):
-            continue
-        conv, bn = module.get_submodule(source.target), module.get_submodule(node.target)
-        once = calls[source.target] == 1 and calls[node.target] == 1
-        if isinstance(conv, nn.Conv2d) and bn.track_running_stats and once and len(source.users) == 1:
-            pairs.append((source.target, node.target))
-    return pairs
+    """Convolutions followed by a BatchNorm with running statistics (see ``_conv_pairs``)."""
+    return _conv_pairs(module, lambda m: isinstance(m, nn.BatchNorm2d) and m.track_running_stats)
 
 
 def _conv_relu_pairs(module: nn.Module) -> list[tuple[str, str]] | None:
-    """(conv, ReLU) submodule paths where ``module``'s traced forward feeds a convolution's output, through
-    nothing but identities (folded BatchNorms), to a ReLU module and nowhere else, each called once; None when
-    the forward cannot be traced."""
-    traced = _traced_calls(module)
-    if traced is None:
-        return None
-    graph, calls = traced
-    pairs = []
-    for node in graph.nodes:
-        if node.op != "call_module" or type(module.get_submodule(node.target)) is not nn.ReLU:
-            continue
-        source = node.args[0] if node.args else None
-        while (
-            isinstance(source, torch.fx.Node)
-            and source.op == "call_module"
-            and isinstance(module.get_submodule(source.target), nn.Identity)
-            and len(source.users) == 1
-        ):
-            source = source.args[0]
-        if not (isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1):
-            continue
-        conv = module.get_submodule(source.target)
-        if type(conv) is nn.Conv2d and calls[source.target] == 1 and calls[node.target] == 1:
-            pairs.append((source.target, node.target))
-    return pairs
+    """Convolutions followed, through folded BatchNorms, by a ReLU module (see ``_conv_pairs``)."""
+    return _conv_pairs(module, lambda m: type(m) is nn.ReLU, through_identities=True)
 
 
 def _replace_pairs(module: nn.Module, find_pairs, replace, wanted) -> None:
