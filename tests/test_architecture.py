@@ -64,7 +64,7 @@ def test_prediction_imports_no_training_or_evaluation_code(tiny_checkpoint):
         "import sys, json, numpy as np, segkit\n"
         f"p = segkit.Predictor({str(tiny_checkpoint)!r})\n"
         "mask = p.predict(np.zeros((40, 30, 3), np.uint8))\n"
-        "print(json.dumps([mask.shape, sorted(m for m in sys.modules if m.startswith('segkit.'))]))\n"
+        "print(json.dumps([mask.shape, sorted(m for m in sys.modules if m.startswith(('segkit.', 'albu')))]))\n"
     )
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -72,6 +72,7 @@ def test_prediction_imports_no_training_or_evaluation_code(tiny_checkpoint):
     assert shape == [40, 30]
     assert "segkit.engine.inference" in modules  # the check itself can see engine modules
     assert not {"segkit.engine.train", "segkit.engine.evaluate", "segkit.engine.loader"} & set(modules), modules
+    assert "albumentations" not in modules and "segkit.data.transforms" not in modules, "augmentation is training's"
 
 
 def test_importtime_of_predictor_lists_no_training_module():

@@ -1,7 +1,7 @@
 """Augmentation pipelines (albumentations), one module for both tasks.
 
-Pipelines output uint8 images: normalisation (``normalize``) runs on the device, batched, where it costs nothing
-and the loader workers do less per sample.
+Pipelines output uint8 images: normalisation (``normalize``, in ``segkit.data.normalize``) runs on the device,
+batched, where it costs nothing and the loader workers do less per sample.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from segkit.conventions import IGNORE_INDEX
+from segkit.data.normalize import IMAGENET_MEAN, normalize
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["normalize", "segmentation_train", "saliency_train", "image_tensor", "grey_target", "label_target"]
 _MEAN_PIXEL = tuple(int(round(m * 255)) for m in IMAGENET_MEAN)
 
 
@@ -57,10 +57,3 @@ def grey_target(mask: np.ndarray) -> torch.Tensor:
 def label_target(mask: np.ndarray) -> torch.Tensor:
     """A class-id mask as a (H, W) int64 target (``IGNORE_INDEX`` kept)."""
     return torch.from_numpy(mask.astype(np.int64))
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float, ImageNet mean/std (on whatever device the batch is)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255
-    return (images.float() - mean) / std

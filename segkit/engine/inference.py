@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.data.transforms import normalize
+from segkit.data.normalize import normalize
 from segkit.tasks import get_task
 
 Net = Callable[[torch.Tensor], torch.Tensor]

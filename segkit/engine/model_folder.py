@@ -80,7 +80,7 @@ def export_folder(checkpoint: str | Path, output: str | Path) -> dict:
 
 def _folder_config(model: nn.Module, ckpt: dict) -> dict:
     from segkit import __version__
-    from segkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from segkit.data.normalize import IMAGENET_MEAN, IMAGENET_STD
     from segkit.engine.config import to_dict
     from segkit.engine.inference import inference_settings
     from segkit.tasks import get_task
