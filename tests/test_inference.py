@@ -32,3 +32,24 @@ def test_tta_keeps_the_original_size():
     assert seg.shape == (3, 37, 53) and np.allclose(seg.sum(0), 1, atol=1e-5)
     assert get_task("segmentation").to_mask(seg).dtype == np.uint8
     assert get_task("saliency").to_mask(probs).dtype == np.uint8
+
+
+def test_segmentation_mask_is_numpys_argmax_ties_included():
+    rng = np.random.default_rng(0)
+    probs = rng.random((21, 37, 50), dtype=np.float32)
+    probs[3, :5] = probs[7, :5] = 2.0  # a tie: the first class wins, as in numpy
+    probs[:, 10] = 0.5  # all tied: class 0
+    mask = get_task("segmentation").to_mask(probs)
+    assert mask.dtype == np.uint8 and np.array_equal(mask, probs.argmax(0))
+    assert np.array_equal(get_task("segmentation").to_mask(probs[:, ::2]), probs[:, ::2].argmax(0))  # strided
+
+
+def test_resampling_to_the_same_size_is_skipped_and_changes_nothing():
+    import torch.nn.functional as F
+
+    from segkit.engine.inference import _resized
+
+    logits = torch.randn(1, 3, 17, 23)
+    assert _resized(logits, (17, 23)) is logits
+    assert torch.equal(F.interpolate(logits, size=(17, 23), mode="bilinear", align_corners=False), logits)
+    assert _resized(logits, (34, 46)).shape == (1, 3, 34, 46)

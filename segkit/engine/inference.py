@@ -122,6 +122,14 @@ def _rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def _resized(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``logits`` resized bilinearly to ``size``; as they are when already that size (bilinear resampling at scale
+    1 is the identity, so this skips a full pass, not a change in the numbers)."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
 def segmentation_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
     """Softmax probabilities (1, C, H, W): padded (or tiled) at each scale, averaged over scales and flips."""
     h, w = x.shape[-2:]
@@ -133,7 +141,8 @@ def segmentation_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch
             inp = xs.flip(-1) if flip else xs
             logits = _sliding(net, inp, s)
             logits = logits.flip(-1) if flip else logits
-            probs = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False).softmax(1)
+            # contiguous first: softmax over the channels of a channels-last map measured 5x slower (9.6 vs 2 ms)
+            probs = _resized(logits.float().contiguous(), (h, w)).softmax(1)
             total = probs if total is None else total + probs
     return total / (len(scales) * (2 if s.tta else 1))  # (1, C, H, W)
 
@@ -150,7 +159,7 @@ def saliency_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Ten
             inp = xs.flip(-1) if flip else xs
             logits = net(inp).float()
             logits = logits.flip(-1) if flip else logits
-            probs = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False).sigmoid()
+            probs = _resized(logits, (h, w)).sigmoid()
             total = probs if total is None else total + probs
     return total / (len(scales) * (2 if s.tta else 1))  # (1, 1, H, W)
 
