@@ -400,7 +400,8 @@ def prepare_for_inference(
         raise ValueError(f"split_multiple must be a positive integer, got {split_multiple}")
     dtype = torch.bfloat16 if resolve_precision(precision, device) == "bf16" else torch.float32
     if onednn is None:
-        onednn = device.type == "cpu" and dtype == torch.bfloat16 and not compile and onednn_available()
+        cpu_bf16 = device.type == "cpu" and dtype == torch.bfloat16 and not compile
+        onednn = cpu_bf16 and torch.backends.mkldnn.enabled and onednn_available()
     body = copy.deepcopy(model).eval()
     body = _fold_module(body, split_multiple, onednn)
     body = body.to(dtype=dtype, memory_format=torch.channels_last)
