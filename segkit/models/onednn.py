@@ -4,8 +4,8 @@ With BatchNorm folded, what is left around a convolution on a CPU is elementwise
 ReLU, and in a bottleneck the residual add before the last ReLU. oneDNN can apply both inside the convolution
 ("post-ops"), while the output is still in cache. PyTorch reaches them through the operators inductor itself
 emits on CPUs (``torch.ops.mkldnn._convolution_pointwise``); segkit calls them directly, so the eager fast path
-gets the fusion without a compilation. bf16 weights are also reordered once into oneDNN's own layout
-("prepacked") instead of on every call.
+gets the fusion without a compilation. bf16 weights are also reordered into oneDNN's own layout
+("prepacked") once per input shape instead of on every call.
 
 Measured on a 2-core Xeon with AMX (2026-12-01, batch 1 at 512x512, bf16, benchmarks/RESULTS.md): the separate
 ReLUs and residual adds took about a third of ResNet-50's and Res2Net-50's fast path; fused and prepacked, the
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 POSTS = ("relu", "add_relu")
+PACKED_SHAPES = 4  # input shapes a convolution keeps a reordered weight for (a job usually has one or a few)
 
 
 @functools.cache
@@ -75,17 +76,30 @@ class ConvAct(nn.Module):
         self.post = post
         self.onednn = onednn and fusable(conv)
         self.conv = conv
-        self._packed: torch.Tensor | None = None  # the weight in oneDNN's layout, made by pack()
+        self.packs = False  # bf16 weights reordered into oneDNN's layout, one copy per input shape (pack())
+        self._packed: dict[tuple[int, ...], torch.Tensor] = {}  # input shape -> weight in oneDNN's layout
 
     def pack(self) -> None:
-        """Reorder the weight once into oneDNN's layout for its dtype (call after the last ``.to(dtype)``)."""
-        c = self.conv
-        if not self.onednn or c.weight.dtype != torch.bfloat16:  # fp32 measured slower prepacked (238 vs 136 ms)
-            return
-        with torch.no_grad():
-            self._packed = torch.ops.mkldnn._reorder_convolution_weight(
-                c.weight, list(c.padding), list(c.stride), list(c.dilation), c.groups, None
-            )
+        """Reorder the weight into oneDNN's layout for each input shape it meets (from now on, bf16 only; call
+        after the last ``.to(dtype)``). Per shape, because a weight reordered without the input's shape can hit
+        a pathological kernel: 2048 -> 832 channels at 10x10 took 61 ms against 0.23 ms reordered for that shape
+        (2-core AMX Xeon, 2026-12-01; at 8x8 and 12x12 either way took 0.15-0.3 ms). In fp32 prepacking
+        measured slower (ResNet-50 237 vs 136 ms), so it is not used there."""
+        self.packs = self.onednn and self.conv.weight.dtype == torch.bfloat16
+
+    def _weight_for(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.packs:
+            return self.conv.weight
+        key = tuple(x.shape)
+        if key not in self._packed:
+            if len(self._packed) >= PACKED_SHAPES:
+                self._packed.pop(next(iter(self._packed)))  # the oldest shape
+            c = self.conv
+            with torch.no_grad():
+                self._packed[key] = torch.ops.mkldnn._reorder_convolution_weight(
+                    c.weight, list(c.padding), list(c.stride), list(c.dilation), c.groups, list(key)
+                )
+        return self._packed[key]
 
     def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
         if (other is None) != (self.post == "relu"):
@@ -94,7 +108,7 @@ class ConvAct(nn.Module):
             out = self.conv(x)
             return torch.relu_(out if other is None else out.add_(other))
         c = self.conv
-        weight = self._packed if self._packed is not None else c.weight
+        weight = self._weight_for(x)
         args = (list(c.padding), list(c.stride), list(c.dilation), c.groups)
         if other is None:
             return torch.ops.mkldnn._convolution_pointwise(x, weight, c.bias, *args, "relu", [], "")
