@@ -96,3 +96,24 @@ def test_bench_bad_variant_is_a_clear_error(capsys):
     assert main(["bench", "backbone", "--variants", "res2net50_26w_5s"]) == 2
     err = capsys.readouterr().err
     assert "unknown backbone" in err and "Traceback" not in err
+
+
+def test_bench_precision_tiny_and_its_bad_input(tmp_path, capsys, monkeypatch):
+    import segkit.bench.precision as precision
+
+    assert main(["bench", "precision", "--sizes", "10x"]) == 2
+    assert "--sizes takes HxW" in capsys.readouterr().err
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: False)
+    assert main(["bench", "precision", "--sizes", "64"]) == 2
+    assert "no native bf16" in capsys.readouterr().err
+    monkeypatch.undo()
+    if not __import__("segkit.hardware").hardware.bf16_supported("cpu"):
+        return  # nothing to time on a CPU without native bf16
+    out = tmp_path / "p.json"
+    assert main(["bench", "precision", "--sizes", "64", "64x96", "--repeats", "1", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [(r["task"], r["size"]) for r in data["rows"]] == [
+        ("saliency", "64x64"), ("saliency", "64x96"), ("segmentation", "64x64"), ("segmentation", "64x96")
+    ]  # fmt: skip
+    assert all(r["fp32_ms"] > 0 and r["bf16_ms"] > 0 for r in data["rows"])
+    assert "bf16 speed-up" in capsys.readouterr().out

@@ -11,7 +11,9 @@ from segkit.errors import SegkitError
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
-        "bench", help="measure speed (backbone, metrics, data)", description="Speed benchmarks, side by side."
+        "bench",
+        help="measure speed (backbone, gap, predict, precision, metrics, data)",
+        description="Speed benchmarks, side by side.",
     )
     targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
     bb = targets.add_parser(
@@ -109,6 +111,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     bp.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bp.set_defaults(run=_run_bench_predict)
+    bq = targets.add_parser(
+        "precision",
+        help="the bf16 fast path vs the fp32 one for both task networks at several sizes",
+        description=(
+            "Times one batch-1 forward of the saliency and the segmentation network (Res2Net-50, random weights) "
+            "on the fp32 and on the bf16 fast path at five input sizes each, side by side, and names any size where "
+            "bf16 is slower. Needs native bf16 (exit 2 without it)."
+        ),
+    )
+    bq.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    bq.add_argument("--repeats", type=int, default=3, help="timed repetitions per measurement (median)")
+    bq.add_argument("--sizes", nargs="+", metavar="HxW", help="input sizes for both networks instead of theirs")
+    bq.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bq.set_defaults(run=_run_bench_precision)
     bd = targets.add_parser("data", help="training pipeline samples/s per loader worker")
     bd.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bd.set_defaults(run=_run_bench_data)
@@ -191,6 +207,20 @@ def _run_bench_predict(args: argparse.Namespace) -> int:
     print(format_predict(result))
     if args.json:
         write_predict_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _run_bench_precision(args: argparse.Namespace) -> int:
+    from segkit.bench.precision import format_precision, parse_size, run_precision_bench, write_precision_json
+
+    _check_device(args.device)
+    _require_positive(args, "repeats")
+    sizes = tuple(parse_size(s) for s in args.sizes) if args.sizes else None
+    result = run_precision_bench(args.device, args.repeats, sizes, lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_precision(result))
+    if args.json:
+        write_precision_json(result, args.json)
         print(f"wrote {args.json}")
     return 0
 
