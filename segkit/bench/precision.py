@@ -19,9 +19,11 @@ from segkit.errors import SegkitError
 from segkit.hardware import bf16_feature, bf16_supported
 
 BACKBONE = "res2net50_26w_4s"
-SIZES: dict[str, tuple[tuple[int, int], ...]] = {  # (H, W): the saliency sides around its 320 px, VOC-like shapes
-    "saliency": ((224, 224), (288, 288), (320, 320), (352, 352), (384, 384)),
-    "segmentation": ((256, 256), (320, 480), (384, 512), (512, 512), (480, 640)),
+# task -> (what create_model takes beyond the backbone, input sizes (H, W)): sides around the saliency model's
+# 320 px; VOC-like shapes for the 21-class segmentation network
+NETWORKS: dict[str, tuple[dict, tuple[tuple[int, int], ...]]] = {
+    "saliency": ({}, ((224, 224), (288, 288), (320, 320), (352, 352), (384, 384))),
+    "segmentation": ({"num_classes": 21}, ((256, 256), (320, 480), (384, 512), (512, 512), (480, 640))),
 }
 
 
@@ -39,9 +41,8 @@ def run_precision_bench(
     if not bf16_supported(dev):
         raise SegkitError(f"this device has no native bf16 ({bf16_feature(dev)}): there is no bf16 path to compare")
     rows = []
-    for task, task_sizes in SIZES.items():
+    for task, (extra, task_sizes) in NETWORKS.items():
         torch.manual_seed(0)
-        extra = {"num_classes": 21} if task == "segmentation" else {}
         model = create_model(task, backbone=BACKBONE, **extra).to(dev).eval()
         _randomize_batchnorm(model)
         paths = {p: prepare_for_inference(model, precision=p) for p in ("fp32", "bf16")}
