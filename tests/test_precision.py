@@ -188,3 +188,19 @@ def test_compiled_code_is_cached_under_the_users_cache_folder(monkeypatch, tmp_p
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's own choice stays
     use_persistent_compile_cache()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def test_predictor_makes_each_form_of_the_fast_path_once(tiny, monkeypatch):
+    """eval creates a Predictor, then sets the compile choice for its job: the same choice reuses the fast path."""
+    import segkit
+    import segkit.engine.predictor as predictor_module
+
+    made = []
+    real = predictor_module.prepare_for_inference
+    monkeypatch.setattr(predictor_module, "prepare_for_inference", lambda *a, **k: made.append(k) or real(*a, **k))
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: module)
+    p = segkit.Predictor(tiny / "best.pt", device="cpu", precision="fp32")
+    p.set_compile("off", 10)
+    p.set_compile("on", 10)
+    p.set_compile(False, 10)
+    assert [k["compile"] for k in made] == [False, True]

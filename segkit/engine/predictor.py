@@ -199,6 +199,7 @@ class Predictor:
         self.task, self.class_names = cfg.task, model.class_names
         self.notice = builtin_data_notice(cfg)
         self._model = model  # the fast path is made from it once the compile choice is known (set_compile)
+        self._fast: dict[bool, nn.Module] = {}  # compiled or not -> that form of the fast path, made once each
         self.settings = inference_settings(cfg.task, model, cfg, tta=tta, device=device)
         self.set_compile(compile, job_images)
 
@@ -211,8 +212,11 @@ class Predictor:
             use_persistent_compile_cache()
         # compiled or not decides the fast path's form: oneDNN's fused convolutions eagerly, inductor's own fusion
         # when compiled; on a GPU, uncompiled, each input shape is replayed as a CUDA graph
-        net = prepare_for_inference(self._model, precision=self.precision, compile=self.compiled)
-        self.net: Net = torch_net(net, self.settings.device)
+        if self.compiled not in self._fast:  # a second call with the same choice (eval) reuses it
+            self._fast[self.compiled] = prepare_for_inference(
+                self._model, precision=self.precision, compile=self.compiled
+            )
+        self.net: Net = torch_net(self._fast[self.compiled], self.settings.device)
 
     def describe(self) -> str:
         """One line: the precision that runs and why, and whether the network is compiled."""

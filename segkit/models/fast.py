@@ -19,7 +19,7 @@ import torch.fx
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from segkit.models.onednn import ConvAct, onednn_available, pack_weights, wrap_dilated_depthwise
+from segkit.models.onednn import ConvAct, onednn_available, wrap_dilated_depthwise
 from segkit.models.res2net import Bottle2neck
 
 
@@ -408,7 +408,6 @@ def prepare_for_inference(
     for p in body.parameters():
         p.requires_grad_(False)
     if onednn:
-        pack_weights(body)
         wrap_dilated_depthwise(body)
     fast = InferenceModel(body, dtype).eval()
     return run_as(fast, compile, device.type == "cuda" if cuda_graphs is None else cuda_graphs)

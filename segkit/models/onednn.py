@@ -44,7 +44,7 @@ def onednn_available() -> bool:
         other = torch.randn(1, 8, 6, 6, generator=gen).contiguous(memory_format=torch.channels_last)
         w = torch.randn(8, 8, 3, 3, generator=gen).contiguous(memory_format=torch.channels_last)
         b = torch.randn(8, generator=gen)
-        packed = ops._reorder_convolution_weight(w, [1, 1], [1, 1], [1, 1], 1, None)
+        packed = ops._reorder_convolution_weight(w, [1, 1], [1, 1], [1, 1], 1, list(x.shape))  # as forward
         relu = ops._convolution_pointwise(x, packed, b, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
         added = ops._convolution_pointwise.binary(
             x, other, packed, b, [1, 1], [1, 1], [1, 1], 1, "add", 1.0, "relu", [], ""
@@ -76,16 +76,16 @@ class ConvAct(nn.Module):
         self.post = post
         self.onednn = onednn and fusable(conv)
         self.conv = conv
-        self.packs = False  # bf16 weights reordered into oneDNN's layout, one copy per input shape (pack())
         self._packed: dict[tuple[int, ...], torch.Tensor] = {}  # input shape -> weight in oneDNN's layout
 
-    def pack(self) -> None:
-        """Reorder the weight into oneDNN's layout for each input shape it meets (from now on, bf16 only; call
-        after the last ``.to(dtype)``). Per shape, because a weight reordered without the input's shape can hit
-        a pathological kernel: 2048 -> 832 channels at 10x10 took 61 ms against 0.23 ms reordered for that shape
+    @property
+    def packs(self) -> bool:
+        """Whether the weight is reordered into oneDNN's layout, once for each input shape it meets: fused bf16
+        convolutions only. Per shape, because a weight reordered without the input's shape can hit a
+        pathological kernel: 2048 -> 832 channels at 10x10 took 61 ms against 0.23 ms reordered for that shape
         (2-core AMX Xeon, 2026-12-01; at 8x8 and 12x12 either way took 0.15-0.3 ms). In fp32 prepacking
         measured slower (ResNet-50 237 vs 136 ms), so it is not used there."""
-        self.packs = self.onednn and self.conv.weight.dtype == torch.bfloat16
+        return self.onednn and self.conv.weight.dtype == torch.bfloat16
 
     def _weight_for(self, x: torch.Tensor) -> torch.Tensor:
         if not self.packs:
@@ -116,13 +116,6 @@ class ConvAct(nn.Module):
         return torch.ops.mkldnn._convolution_pointwise.binary(
             x, other, weight, c.bias, *args, "add", 1.0, "relu", [], ""
         )
-
-
-def pack_weights(module: nn.Module) -> None:
-    """Prepack every fused convolution's weight in ``module`` (after its final dtype and layout)."""
-    for m in module.modules():
-        if isinstance(m, ConvAct):
-            m.pack()
 
 
 class FasterOfTwo(nn.Module):
