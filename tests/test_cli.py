@@ -73,6 +73,7 @@ def test_bench_gap_tiny_on_cpu(tmp_path, capsys):
     data = json.loads(out.read_text())
     names = [a["name"] for a in data["attempts"]]
     assert "bf16 + benchmark + splits padded to 16" in names or not data["machine"]["bf16"]
+    assert "fp32 fast path, no oneDNN fusion" in names  # on a CPU, the default path and the same one unfused
     assert all(a["res2net_over_resnet"] > 0 for a in data["attempts"])
     kinds = {row["kind"] for row in data["conv_table_bf16"]}
     assert {"res2net split", "resnet", "res2net split padded to 16"} <= kinds

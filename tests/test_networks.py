@@ -150,7 +150,9 @@ def test_onednn_fused_convolutions_equal_the_eval_model(name):
     assert not any(m.conv.weight.dtype == torch.bfloat16 for m in fused)
     assert stem_relus == [], f"ReLU modules left unfused: {len(stem_relus)}"
     assert not _fused_convs(prepare_for_inference(model, onednn=False))
-    assert not _fused_convs(prepare_for_inference(model)), "fp32 runs unfused by default (measured no faster)"
+    default = _fused_convs(prepare_for_inference(model))
+    assert len(default) == len(fused), "fp32 runs fused by default on a CPU with the operators"
+    assert all(m.packs and not m._packed for m in default), "weights reordered per input shape, on first use"
 
 
 @needs_onednn

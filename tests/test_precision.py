@@ -116,7 +116,7 @@ def test_a_model_that_cannot_compile_runs_eagerly_after_one_line(monkeypatch, ca
     fast = prepare_for_inference(model, compile=True)
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
-        got, again, want = fast(x), fast(x), prepare_for_inference(model)(x)
+        got, again, want = fast(x), fast(x), prepare_for_inference(model, onednn=False)(x)  # the modules compile got
     assert torch.allclose(got, want) and torch.allclose(again, want)
     err = capsys.readouterr().err
     assert err.count("torch.compile failed (RuntimeError: inductor exploded)") == 1
@@ -142,14 +142,16 @@ def test_training_autocast_follows_measured_bf16_speed(monkeypatch):
         assert not torch.is_autocast_enabled("cpu")
 
 
-def test_compile_auto_decides_by_job_size(monkeypatch, tiny, tmp_path, capsys):
+def test_compile_auto_decides_by_job_size_where_the_fast_path_is_unfused(monkeypatch, tiny, tmp_path, capsys):
+    """--compile auto: where the eager fast path runs oneDNN's fused convolutions, never (measured as fast as
+    compiled); where it does not, for jobs of COMPILE_MIN_IMAGES images or more; never on a GPU."""
     import segkit.engine.predictor as predictor_module
     from segkit.engine.predictor import COMPILE_MIN_IMAGES, compile_decision
 
+    monkeypatch.setattr(predictor_module, "onednn_fuses", lambda device: False)  # a CPU or build without them
     assert compile_decision("auto", COMPILE_MIN_IMAGES)[0] and not compile_decision("auto", COMPILE_MIN_IMAGES - 1)[0]
     assert not compile_decision("auto", None)[0]
-    assert not compile_decision("auto", 10**6, "cpu", "bf16")[0], "bf16 on a CPU: the fused eager path is faster"
-    assert compile_decision("on", 1, "cpu", "bf16")[0]
+    assert not compile_decision("auto", 10**6, "cuda")[0], "a GPU: CUDA graphs are faster for single images"
     assert compile_decision("on", 1) == (True, "asked") and compile_decision("off", 10**6) == (False, "asked")
     images = tmp_path / "in"
     images.mkdir()
@@ -168,10 +170,14 @@ def test_compile_auto_decides_by_job_size(monkeypatch, tiny, tmp_path, capsys):
     assert "compiled (auto: 3 images >= 3" in capsys.readouterr().err
     assert main([*args, str(tmp_path / "c"), "--compile", "off"]) == 0
     assert "not compiled (asked)" in capsys.readouterr().err
+    monkeypatch.setattr(predictor_module, "onednn_fuses", lambda device: True)  # a CPU where they run
+    assert not compile_decision("auto", 10**6)[0] and compile_decision("on", 1)[0]
     monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: True)
     monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 6.4)  # an AMX Xeon (measured)
-    assert main([*args[:-3], "--output", str(tmp_path / "d")]) == 0  # --precision auto: bf16 here
-    assert "precision bf16" in (err := capsys.readouterr().err) and "not compiled (auto: in bf16 on a CPU" in err
+    for extra in ([], ["--precision", "fp32"]):  # --precision auto: bf16 here; and fp32
+        assert main([*args[:-3], *extra, "--output", str(tmp_path / f"d{len(extra)}")]) == 0
+        err = capsys.readouterr().err
+        assert f"precision {'fp32' if extra else 'bf16'}" in err and "not compiled (auto: on this CPU the fused" in err
 
 
 def test_compiled_code_is_cached_under_the_users_cache_folder(monkeypatch, tmp_path):

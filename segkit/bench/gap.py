@@ -4,7 +4,8 @@ Every attempt is measured for both networks in one process on one device, at one
 reported as img/s and as the Res2Net/ResNet throughput ratio, kept or not:
 
 - the inference fast path in fp32 (TF32 as PyTorch defaults on a GPU) and in bf16, with and without cuDNN's
-  benchmark mode (it times the algorithms for each shape once), and on a CPU without oneDNN's fused convolutions;
+  benchmark mode (it times the algorithms for each shape once), and on a CPU each also without oneDNN's fused
+  convolutions;
 - the Res2Net splits padded with zero channels to a multiple of 8 or 16 (26/52/104/208 are not multiples of 16);
 - ``torch.compile`` (inductor, frozen weights) in its default and in its max-autotune mode, each in a
   subprocess with a time limit, since compiling is the slow part;
@@ -303,8 +304,9 @@ def run_gap_bench(
         train("bf16 training step", False),
         train("bf16 training step + benchmark", True),
     ]
-    if device.type == "cpu":  # oneDNN's fused convolutions are the CPU's bf16 default; the same path without them
-        plans.insert(3, infer("bf16 fast path, no oneDNN fusion", False, onednn=False, **bf16))
+    if device.type == "cpu":  # oneDNN's fused convolutions are the CPU's default; the same paths without them
+        plans.insert(1, infer("fp32 fast path, no oneDNN fusion", False, onednn=False))
+        plans.insert(4, infer("bf16 fast path, no oneDNN fusion", False, onednn=False, **bf16))
     for label, plan in [] if s.only_compile_and_profile else plans:
         progress(f"measuring: {label} ...")
         out["attempts"].append(_attempt_dict(plan()))

@@ -96,9 +96,10 @@ def add_precision_flags(parser, default: str | None = "auto") -> None:
         choices=("auto", "on", "off"),
         const="on",
         default=default,
-        help="torch.compile the network: auto (default) compiles fp32 CPU jobs of many images (see "
-        "COMPILE_MIN_IMAGES in segkit/engine/predictor.py; never on a GPU or in bf16 on a CPU, where the "
-        "uncompiled fast path measured faster), on (also plain --compile), off. Compiling costs tens of seconds once; "
+        help="torch.compile the network: auto (default) compiles CPU jobs of many images (see COMPILE_MIN_IMAGES "
+        "in segkit/engine/predictor.py) where the CPU lacks oneDNN's fused convolutions; never on a GPU, nor where "
+        "they run, since the uncompiled fast path measured as fast there; on (also plain --compile), off. "
+        "Compiling costs tens of seconds once; "
         "inductor's cache (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/segkit/inductor) makes later runs cheaper",
     )
 

@@ -84,7 +84,7 @@ def evaluate_checkpoint(
 ) -> CheckpointScores:
     """Score a checkpoint on ``split`` of ``data_root`` (the built-in data when None) at original sizes, on the
     CPU, in ``precision`` ("fp32", "bf16" or "auto": bf16 where native), compiled when ``compile`` (True/"on",
-    or "auto": when the split has ``COMPILE_MIN_IMAGES`` images or more).
+    or "auto": see ``segkit.engine.predictor.compile_decision``, for a job of the split's images).
 
     ``task``, when given, must be the checkpoint's task. ``predictor``: the checkpoint already loaded
     (``load_for_evaluation``), so that it is read once."""

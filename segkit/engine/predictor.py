@@ -17,6 +17,7 @@ from segkit.engine.inference import InferenceSettings, Net, inference_settings, 
 from segkit.errors import SegkitError
 from segkit.hardware import bf16_feature, resolve_precision
 from segkit.models import model_from_config, prepare_for_inference
+from segkit.models.fast import onednn_fuses
 from segkit.tasks import get_task
 
 
@@ -103,22 +104,22 @@ class OnnxNet:
         return torch.from_numpy(out)
 
 
-# --compile auto compiles an fp32 CPU job of at least this many images. Measured on a 2-core Xeon (AVX512-BF16, no
-# AMX), 2026-11-28, DeepLabv3+ Res2Net-50 at 512x384 (benchmarks/RESULTS.md, "Compiling"): compiled 302 ms vs 347 ms
-# per image, so 45 ms saved per image, against about 45 s for the first compilation (about 13 s once inductor's
-# cache holds it). In bf16 on a CPU the eager fast path (oneDNN's fused convolutions) measured faster than the
-# compiled one (AMX Xeon, 2026-12-01, `segkit bench backbone`: Res2Net-50 46.6 vs 61.2 ms, ResNet-50 28.1 vs
-# 34.8 ms), so auto does not compile there. On a GPU a job runs one image at a time, where the CUDA-graph fast
-# path measured faster than the compiled model (H200, batch 1: 1.8 vs 4.2 ms), so auto does not compile there either.
+# --compile auto compiles a CPU job of at least this many images where the fast path runs without oneDNN's fused
+# convolutions. Measured on a 2-core Xeon (AVX512-BF16, no AMX), 2026-11-28, on that unfused path, DeepLabv3+
+# Res2Net-50 at 512x384 (benchmarks/RESULTS.md, "Compiling"): compiled 302 ms vs 347 ms per image, so 45 ms saved
+# per image, against about 45 s for the first compilation (about 13 s once inductor's cache holds it). Where the
+# fused convolutions run (CPUs whose PyTorch build has them, ``onednn_fuses``) the eager fast path measured as fast
+# as compiled or faster, in both precisions (AMX Xeon, 2026-12-01: fp32 DeepLabv3+ at 384x512 198.5 vs 198.7 ms,
+# Res2Net-50 backbone 155.1 vs 162.2 ms; bf16 Res2Net-50 46.6 vs 61.2 ms), so auto does not compile there. On a
+# GPU a job runs one image at a time, where the CUDA-graph fast path measured faster than the compiled model (H200,
+# batch 1: 1.8 vs 4.2 ms), so auto does not compile there either.
 COMPILE_MIN_IMAGES = 1000
 COMPILE_NOTE = "compiling pays for itself after about 1000 images (measured)"
 
 
-def compile_decision(
-    choice: bool | str, job_images: int | None, device: str = "cpu", precision: str = "fp32"
-) -> tuple[bool, str]:
+def compile_decision(choice: bool | str, job_images: int | None, device: str = "cpu") -> tuple[bool, str]:
     """(compile or not, why) for ``choice`` True/False/"on"/"off"/"auto" and a job of ``job_images`` images run
-    in ``precision`` (the resolved one, "fp32" or "bf16") on ``device``."""
+    on ``device``."""
     if choice in (True, "on"):
         return True, "asked"
     if choice in (False, "off", None):
@@ -127,8 +128,8 @@ def compile_decision(
         raise SegkitError(f"compile must be auto, on or off, got {choice!r}")
     if device.startswith("cuda"):
         return False, "auto: on a GPU the CUDA-graph path runs single images faster"
-    if precision == "bf16":
-        return False, "auto: in bf16 on a CPU the fused eager path measured faster than compiled"
+    if onednn_fuses(device):
+        return False, "auto: on this CPU the fused eager path (oneDNN) measured as fast as compiled"
     if job_images is None:
         return False, "auto: job size unknown"
     if job_images >= COMPILE_MIN_IMAGES:
@@ -166,8 +167,9 @@ class Predictor:
     ``precision``: ``"auto"`` (bf16 where the device runs it natively and faster: a CUDA GPU with bf16, a CPU
     with AVX512-BF16 or AMX where bf16 measures faster, see ``segkit.hardware.bf16_pays``; fp32 elsewhere),
     ``"fp32"`` or ``"bf16"``; ``self.precision`` says which runs. ``compile``: ``torch.compile`` the network
-    (True/"on"), or not (False/"off"), or "auto": an fp32 CPU job when ``job_images`` (the number of images the
-    caller will run) reaches ``COMPILE_MIN_IMAGES`` (``compile_decision``). ONNX models run in fp32, uncompiled.
+    (True/"on"), or not (False/"off"), or "auto": a CPU job when ``job_images`` (the number of images the caller
+    will run) reaches ``COMPILE_MIN_IMAGES`` and the CPU lacks oneDNN's fused convolutions (``compile_decision``).
+    ONNX models run in fp32, uncompiled.
     """
 
     def __init__(
@@ -207,7 +209,7 @@ class Predictor:
         """Compile the network or not (see the class docstring), e.g. once a job's size is known."""
         if self.config is None:  # ONNX: onnxruntime runs it as exported
             return
-        self.compiled, self.compile_reason = compile_decision(compile, job_images, self.settings.device, self.precision)
+        self.compiled, self.compile_reason = compile_decision(compile, job_images, self.settings.device)
         if self.compiled:
             use_persistent_compile_cache()
         # compiled or not decides the fast path's form: oneDNN's fused convolutions eagerly, inductor's own fusion

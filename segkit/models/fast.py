@@ -366,6 +366,13 @@ def default_split_multiple(device: torch.device) -> int:
     return 16 if device.type == "cuda" else 1
 
 
+def onednn_fuses(device: torch.device | str) -> bool:
+    """Whether the uncompiled fast path on ``device`` runs oneDNN's fused convolutions: a CPU whose PyTorch build
+    has the operators, and they agree with ``F.conv2d`` (``onednn_available``)."""
+    cpu = torch.device(device).type == "cpu"
+    return cpu and torch.backends.mkldnn.enabled and onednn_available()
+
+
 def prepare_for_inference(
     model: nn.Module,
     cuda_graphs: bool | None = None,
@@ -385,10 +392,10 @@ def prepare_for_inference(
     (``cuda_graphs`` None: when the weights are on a GPU, and not compiled) each input shape is captured once as a
     CUDA graph and replayed. ``split_multiple``: pad each Res2Net split's width with zero channels to a multiple
     of this (exact; see ``FusedBottle2neck``); None: ``default_split_multiple`` of the weights' device.
-    ``onednn``: run each convolution with its ReLU (and residual add) fused by oneDNN, bf16 weights prepacked,
-    dilated depthwise convolutions in the faster of bf16 and fp32 (``segkit.models.onednn``); None: in bf16 on a
-    CPU where the operators exist, unless compiled (inductor fuses on its own; in fp32 the fusion measured no
-    faster); False: plain PyTorch modules (for ONNX export).
+    ``onednn``: run each convolution with its ReLU (and residual add) fused by oneDNN, weights prepacked per input
+    shape, bf16's dilated depthwise convolutions in the faster of bf16 and fp32 (``segkit.models.onednn``); None:
+    on a CPU where the operators exist, unless compiled (inductor fuses on its own); False: plain PyTorch modules
+    (for ONNX export).
     The original is left untouched.
     """
     from segkit.hardware import resolve_precision
@@ -400,8 +407,7 @@ def prepare_for_inference(
         raise ValueError(f"split_multiple must be a positive integer, got {split_multiple}")
     dtype = torch.bfloat16 if resolve_precision(precision, device) == "bf16" else torch.float32
     if onednn is None:
-        cpu_bf16 = device.type == "cpu" and dtype == torch.bfloat16 and not compile
-        onednn = cpu_bf16 and torch.backends.mkldnn.enabled and onednn_available()
+        onednn = not compile and onednn_fuses(device)
     body = copy.deepcopy(model).eval()
     body = _fold_module(body, split_multiple, onednn)
     body = body.to(dtype=dtype, memory_format=torch.channels_last)

@@ -4,13 +4,15 @@ With BatchNorm folded, what is left around a convolution on a CPU is elementwise
 ReLU, and in a bottleneck the residual add before the last ReLU. oneDNN can apply both inside the convolution
 ("post-ops"), while the output is still in cache. PyTorch reaches them through the operators inductor itself
 emits on CPUs (``torch.ops.mkldnn._convolution_pointwise``); segkit calls them directly, so the eager fast path
-gets the fusion without a compilation. bf16 weights are also reordered into oneDNN's own layout
-("prepacked") once per input shape instead of on every call.
+gets the fusion without a compilation. The weights are also reordered into oneDNN's own layout ("prepacked")
+once per input shape instead of on every call.
 
-Measured on a 2-core Xeon with AMX (2026-12-01, batch 1 at 512x512, bf16, benchmarks/RESULTS.md): the separate
-ReLUs and residual adds took about a third of ResNet-50's and Res2Net-50's fast path; fused and prepacked, the
-bf16 fast path ran 1.4x faster (Res2Net-50 68 -> 48 ms, ResNet-50 49 -> 32 ms). In fp32 the fusion measured no
-faster and prepacking slower (ResNet-50 136 -> 237 ms), so the fast path uses it for bf16 only.
+Measured on a 2-core Xeon with AMX (2026-12-01, batch 1, benchmarks/RESULTS.md): in bf16 the separate ReLUs and
+residual adds took about a third of ResNet-50's and Res2Net-50's fast path at 512x512; fused and prepacked, the
+bf16 fast path ran 1.4x faster (Res2Net-50 68 -> 48 ms, ResNet-50 49 -> 32 ms). In fp32 the fusion alone measured
+no faster, and weights prepacked without the input's shape slower (ResNet-50 136 -> 237 ms); prepacked per input
+shape, fp32 ran 1.03-1.25x faster than unfused at every size of both task networks and of ResNet-50 timed, so the
+fast path fuses in both precisions.
 
 ``ConvAct`` is one convolution with what follows it, ``relu`` or ``add_relu`` (``relu(conv(x) + other)``), run
 fused where ``onednn_available`` says the operators exist and agree with PyTorch's own convolution, and as
@@ -80,12 +82,12 @@ class ConvAct(nn.Module):
 
     @property
     def packs(self) -> bool:
-        """Whether the weight is reordered into oneDNN's layout, once for each input shape it meets: fused bf16
-        convolutions only. Per shape, because a weight reordered without the input's shape can hit a
-        pathological kernel: 2048 -> 832 channels at 10x10 took 61 ms against 0.23 ms reordered for that shape
-        (2-core AMX Xeon, 2026-12-01; at 8x8 and 12x12 either way took 0.15-0.3 ms). In fp32 prepacking
-        measured slower (ResNet-50 237 vs 136 ms), so it is not used there."""
-        return self.onednn and self.conv.weight.dtype == torch.bfloat16
+        """Whether the weight is reordered into oneDNN's layout, once for each input shape it meets: every fused
+        convolution. Per shape, because a weight reordered without the input's shape can hit a pathological
+        kernel: 2048 -> 832 channels at 10x10 in bf16 took 61 ms against 0.23 ms reordered for that shape (2-core
+        AMX Xeon, 2026-12-01; at 8x8 and 12x12 either way took 0.15-0.3 ms), and fp32 weights reordered without
+        the shape made ResNet-50 slower than not fusing at all (237 vs 136 ms)."""
+        return self.onednn
 
     def _weight_for(self, x: torch.Tensor) -> torch.Tensor:
         if not self.packs:
