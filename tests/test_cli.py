@@ -82,6 +82,19 @@ def test_bench_gap_tiny_on_cpu(tmp_path, capsys):
     assert "profile of one bf16 forward" in capsys.readouterr().out
 
 
+def test_bench_predict_mixed_sizes_are_a_fixed_draw_of_the_listed_sizes(tmp_path):
+    from PIL import Image
+
+    from segkit.bench.predict import MIXED_SIZES, image_sizes, make_images
+
+    mixed = image_sizes(200, mixed=True)
+    assert mixed == image_sizes(200, mixed=True) and set(mixed) <= set(MIXED_SIZES)
+    assert len(set(mixed)) >= 12 and 0.2 < mixed.count((500, 375)) / 200 < 0.4  # drawn with the listed weights
+    assert image_sizes(3, mixed=False) == [(500, 375)] * 3
+    make_images(tmp_path, mixed[:4])
+    assert [Image.open(p).size for p in sorted(tmp_path.glob("*.jpg"))] == mixed[:4]
+
+
 @pytest.mark.slow
 def test_bench_predict_tiny(tmp_path, capsys):
     """segkit predict and the plain timm + smp loop compute the same masks from the same weights."""

@@ -178,6 +178,22 @@ def test_bf16_fast_path_is_fused_and_agrees_with_the_unfused_one(name, monkeypat
     assert not _fused_convs(prepare_for_inference(model, precision="bf16"))
 
 
+@needs_onednn
+def test_reordered_weights_are_kept_for_the_most_recently_used_shapes(monkeypatch):
+    """A fused convolution keeps a weight reordered per input shape, dropping the least recently used one; each
+    gives the convolution's result."""
+    import segkit.models.onednn as onednn
+
+    monkeypatch.setattr(onednn, "PACKED_SHAPES", 2)
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1).eval()
+    fused = onednn.ConvAct(conv, "relu", onednn=True)
+    a, b, c = (torch.randn(1, 8, h, 12).contiguous(memory_format=torch.channels_last) for h in (10, 14, 18))
+    with torch.inference_mode():
+        for x in (a, b, a, c):
+            assert max_rel_err(fused(x), conv(x).relu()) < 1e-5
+    assert list(fused._packed) == [tuple(a.shape), tuple(c.shape)], "b was the least recently used"
+
+
 @pytest.mark.parametrize("fp32_faster", [True, False])
 def test_dilated_depthwise_runs_in_the_faster_precision_with_the_same_result(fp32_faster, monkeypatch):
     """DeepLabv3+'s dilated depthwise convolutions in bf16 run in bf16 or fp32, whichever was timed faster for the

@@ -1,7 +1,8 @@
 """``segkit bench predict``: the whole ``segkit predict`` command against the plain loop a user would write.
 
-Both run as whole processes over the same N JPEGs (500x375, VOC's size by default) with the same DeepLabv3+
-Res2Net-50 weights, and both write one PNG mask per image:
+Both run as whole processes over the same N JPEGs (500x375, VOC's most common size, by default; with
+``mixed_sizes`` a seeded draw from ``MIXED_SIZES``, since the fast path keeps per-shape state) with the same
+DeepLabv3+ Res2Net-50 weights, and both write one PNG mask per image:
 
 - segkit: ``segkit predict --checkpoint CKPT --input DIR --output OUT`` with its defaults (or the flags given);
 - plain: timm + segmentation-models-pytorch as their READMEs show them: ``smp.DeepLabV3Plus`` with timm's
@@ -55,12 +56,33 @@ with torch.no_grad():
 """
 
 
-def make_images(folder: Path, count: int, height: int = 375, width: int = 500, seed: int = 0) -> Path:
-    """``count`` synthetic photos (smooth colour fields with shapes and noise) as JPEGs in ``folder``."""
+# (width, height): weight. A mix in the manner of a photo collection such as VOC: the long side 500, landscape
+# mostly 4:3 and 3:2, some portrait and square; 16 sizes, 15 distinct shapes once padded to a multiple of 16. Not
+# VOC's own distribution (no dataset here), but the same kind of variety.
+MIXED_SIZES: dict[tuple[int, int], float] = {
+    (500, 375): 0.30, (375, 500): 0.12, (500, 333): 0.12, (333, 500): 0.06, (500, 500): 0.05, (500, 400): 0.04,
+    (500, 366): 0.04, (500, 281): 0.04, (500, 354): 0.03, (500, 338): 0.03, (500, 442): 0.03, (500, 464): 0.02,
+    (480, 360): 0.03, (500, 300): 0.03, (400, 500): 0.02, (353, 500): 0.02,
+}  # fmt: skip
+
+
+def image_sizes(count: int, mixed: bool, seed: int = 0) -> list[tuple[int, int]]:
+    """(width, height) of each of ``count`` images: all 500x375, or a seeded draw from ``MIXED_SIZES``."""
+    if not mixed:
+        return [(500, 375)] * count
+    rng = np.random.default_rng(seed)
+    sizes = list(MIXED_SIZES)
+    weights = np.array(list(MIXED_SIZES.values()))
+    return [sizes[i] for i in rng.choice(len(sizes), size=count, p=weights / weights.sum())]
+
+
+def make_images(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> Path:
+    """Synthetic photos (smooth colour fields with shapes and noise) of these (width, height) as JPEGs in
+    ``folder``."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    for i in range(count):
+    for i, (width, height) in enumerate(sizes):
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         base = np.stack([np.sin(xx / rng.uniform(20, 90) + c) * 60 + 120 for c in rng.uniform(0, 6, 3)], -1)
         img = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
         for _ in range(int(rng.integers(1, 4))):
@@ -125,10 +147,12 @@ def agreement(a: Path, b: Path) -> float:
     return same / total if total else 0.0
 
 
-def run_predict_bench(count: int, segkit_flags: list[str], images: Path | None = None) -> dict:
+def run_predict_bench(
+    count: int, segkit_flags: list[str], images: Path | None = None, mixed_sizes: bool = False
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="segkit-bench-predict-") as tmp:
         root = Path(tmp)
-        folder = images or make_images(root / "images", count)
+        folder = images or make_images(root / "images", image_sizes(count, mixed_sizes))
         n = len(list(folder.glob("*.jpg")))
         if n == 0:
             raise SegkitError(f"no .jpg images in '{folder}'")
@@ -142,7 +166,7 @@ def run_predict_bench(count: int, segkit_flags: list[str], images: Path | None =
     return {
         "machine": machine_info(torch.device("cpu")),
         "images": n,
-        "image_size": "500x375" if images is None else "as given",
+        "image_size": "as given" if images else "mixed: MIXED_SIZES" if mixed_sizes else "500x375",
         "segkit_flags": " ".join(segkit_flags) or "(defaults)",
         "plain_s": plain_s,
         "segkit_s": segkit_s,

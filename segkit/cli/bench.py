@@ -96,7 +96,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="segkit predict vs a plain timm + smp loop over the same images",
         description=(
-            "Writes N synthetic 500x375 JPEGs and a DeepLabv3+ Res2Net-50 checkpoint (random weights), then times "
+            "Writes N synthetic 500x375 JPEGs (or of mixed sizes) and a DeepLabv3+ Res2Net-50 checkpoint (random "
+            "weights), then times "
             "two whole processes over them: 'segkit predict' and the plain loop a user writes with timm + "
             "segmentation-models-pytorch (fp32, eager, one image at a time, same weights). Reports images/s, the "
             "speed-up and the share of mask pixels on which the two agree."
@@ -108,6 +109,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="",
         metavar="ARGS",
         help="extra flags for segkit predict, quoted, e.g. --predict-args='--compile' (default: none)",
+    )
+    bp.add_argument(
+        "--mixed-sizes",
+        action="store_true",
+        help="images of 16 sizes in the manner of a photo collection such as VOC (500 px on the long side; 15 "
+        "shapes once padded), drawn with a fixed seed, instead of all 500x375",
     )
     bp.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bp.set_defaults(run=_run_bench_predict)
@@ -203,7 +210,7 @@ def _run_bench_predict(args: argparse.Namespace) -> int:
 
     _require_positive(args, "count")
     print(f"writing {args.count} images and timing both predictors ...", file=sys.stderr, flush=True)
-    result = run_predict_bench(args.count, shlex.split(args.predict_args))
+    result = run_predict_bench(args.count, shlex.split(args.predict_args), mixed_sizes=args.mixed_sizes)
     print(format_predict(result))
     if args.json:
         write_predict_json(result, args.json)
