@@ -131,7 +131,7 @@ class ConvAct(nn.Module):
 
 class FasterOfTwo(nn.Module):
     """A bf16 convolution that runs in bf16 or, on a float32 copy of its weights, in fp32: whichever measured
-    faster on the first input of each shape (timed once each, after one untimed call).
+    faster on the first input of each shape (the fastest of three timed calls each, after one untimed call).
 
     For the dilated depthwise convolutions of DeepLabv3+'s ASPP: oneDNN's bf16 kernel for them is sometimes far
     slower than its fp32 one (2-core AMX Xeon, 2048 channels at 32x32, dilation 18: 31 ms in bf16 against 5.7 ms in
@@ -157,13 +157,18 @@ class FasterOfTwo(nn.Module):
         return self._fp32(x) if self.choice[key] else self.conv(x)
 
 
-def _seconds(fn, x: torch.Tensor) -> float:
+def _seconds(fn, x: torch.Tensor, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` timed calls after one untimed one: a single timing let one slow call (this 2-core
+    machine's timings move by 10% and more) decide for a whole job."""
     import time
 
     fn(x)
-    start = time.perf_counter()
-    fn(x)
-    return time.perf_counter() - start
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(x)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def dilated_depthwise(conv: nn.Module) -> bool:
