@@ -149,6 +149,12 @@ def test_onednn_fused_convolutions_equal_the_eval_model(name):
     assert len(fused) >= 3 * len(blocks), len(fused)
     assert not any(m.conv.weight.dtype == torch.bfloat16 for m in fused)
     assert stem_relus == [], f"ReLU modules left unfused: {len(stem_relus)}"
+    from segkit.models.onednn import dilated_depthwise
+
+    lone = [m for m in fast.modules() if type(m) is torch.nn.Conv2d and not dilated_depthwise(m)]
+    lone = [m for m in lone if not any(getattr(a, "conv", None) is m for a in fused)]
+    assert lone == [], f"convolutions left to PyTorch's own operator: {len(lone)}"
+    assert any(m.post == "none" for m in fused), "the shortcut projections run fused too, without a post-op"
     assert not _fused_convs(prepare_for_inference(model, onednn=False))
     default = _fused_convs(prepare_for_inference(model))
     assert len(default) == len(fused), "fp32 runs fused by default on a CPU with the operators"

@@ -19,7 +19,7 @@ import torch.fx
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from segkit.models.onednn import ConvAct, onednn_available, wrap_dilated_depthwise
+from segkit.models.onednn import ConvAct, dilated_depthwise, fusable, onednn_available, wrap_dilated_depthwise
 from segkit.models.res2net import Bottle2neck
 
 
@@ -252,6 +252,18 @@ def _fuse_conv_relus(module: nn.Module, onednn: bool) -> None:
     )
 
 
+def _run_lone_convs_in_onednn(module: nn.Module) -> None:
+    """Every convolution still plain after the fusion (a projection shortcut, a classifier: nothing follows it
+    that oneDNN could fuse) as a ``ConvAct`` without post-op, so that its weight too is reordered once per input
+    shape rather than on every call (measured: 0.3-1.6 ms of a bf16 forward at 512x512, 0.9 ms at 32x32). Dilated
+    depthwise convolutions are left to ``wrap_dilated_depthwise``."""
+    for name, child in list(module.named_children()):
+        if type(child) is nn.Conv2d and fusable(child) and not dilated_depthwise(child):
+            setattr(module, name, ConvAct(child, "none", onednn=True))
+        elif not isinstance(child, ConvAct):
+            _run_lone_convs_in_onednn(child)
+
+
 def _replace_blocks(module: nn.Module, split_multiple: int = 1, onednn: bool = False) -> nn.Module:
     """Res2Net blocks (and timm's plain ResNet bottlenecks) replaced by their inference form, everywhere."""
     if isinstance(module, Bottle2neck):
@@ -269,6 +281,8 @@ def _fold_module(module: nn.Module, split_multiple: int = 1, onednn: bool = Fals
     module = _replace_blocks(module, split_multiple, onednn)
     _fold_pairs(module)
     _fuse_conv_relus(module, onednn)
+    if onednn:
+        _run_lone_convs_in_onednn(module)
     return module
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-POSTS = ("relu", "add_relu")
+POSTS = ("none", "relu", "add_relu")
 # Input shapes a convolution keeps a reordered weight for, the least recently used dropped first. A segmentation
 # job at original sizes meets many: a VOC-like mix of image sizes (120 images in 14 padded shapes, DeepLabv3+
 # Res2Net-50, 2-core AMX Xeon, 2026-12-01) ran fp32 at 208.9 / 203.7 / 193.1 ms per image with 4 / 8 / 16 shapes
@@ -43,7 +43,7 @@ PACKED_SHAPES = 16
 @functools.cache
 def onednn_available() -> bool:
     """Whether this PyTorch build runs oneDNN's fused convolutions on this CPU, and they agree with
-    ``F.conv2d`` + ReLU on a small case (checked once per process)."""
+    ``F.conv2d`` (alone, + ReLU, + add + ReLU) on a small case (checked once per process)."""
     try:
         ops = torch.ops.mkldnn
         if not torch.backends.mkldnn.is_available():
@@ -55,13 +55,15 @@ def onednn_available() -> bool:
         b = torch.randn(8, generator=gen)
         packed = ops._reorder_convolution_weight(w, [1, 1], [1, 1], [1, 1], 1, list(x.shape))  # as forward
         relu = ops._convolution_pointwise(x, packed, b, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
+        plain = ops._convolution_pointwise(x, packed, b, [1, 1], [1, 1], [1, 1], 1, "none", [], "")
         added = ops._convolution_pointwise.binary(
             x, other, packed, b, [1, 1], [1, 1], [1, 1], 1, "add", 1.0, "relu", [], ""
         )
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
     want = F.conv2d(x, w, b, padding=1)
-    return torch.allclose(relu, want.relu(), atol=1e-4) and torch.allclose(added, (want + other).relu(), atol=1e-4)
+    agree = torch.allclose(plain, want, atol=1e-4) and torch.allclose(relu, want.relu(), atol=1e-4)
+    return agree and torch.allclose(added, (want + other).relu(), atol=1e-4)
 
 
 def fusable(conv: nn.Module) -> bool:
@@ -75,8 +77,10 @@ def fusable(conv: nn.Module) -> bool:
 
 
 class ConvAct(nn.Module):
-    """``relu(conv(x))`` (``post="relu"``) or ``relu(conv(x) + other)`` (``post="add_relu"``), fused by oneDNN
-    when ``onednn`` (see the module docstring), else as separate steps. Inference only (no autograd)."""
+    """``relu(conv(x))`` (``post="relu"``), ``relu(conv(x) + other)`` (``post="add_relu"``) or ``conv(x)`` alone
+    (``post="none"``: a convolution nothing is fused into, such as a projection shortcut or a classifier, whose
+    weight is then still reordered once per shape instead of on every call), run by oneDNN's fused operator when
+    ``onednn`` (see the module docstring), else as separate steps. Inference only (no autograd)."""
 
     def __init__(self, conv: nn.Conv2d, post: str, onednn: bool) -> None:
         super().__init__()
@@ -113,16 +117,18 @@ class ConvAct(nn.Module):
         return packed
 
     def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
-        if (other is None) != (self.post == "relu"):
+        if (other is None) != (self.post != "add_relu"):
             raise ValueError(f"ConvAct(post={self.post!r}) called {'without' if other is None else 'with'} other")
         if not self.onednn or x.requires_grad or x.dtype != self.conv.weight.dtype:
             out = self.conv(x)
+            if self.post == "none":
+                return out
             return torch.relu_(out if other is None else out.add_(other))
         c = self.conv
         weight = self._weight_for(x)
         args = (list(c.padding), list(c.stride), list(c.dilation), c.groups)
         if other is None:
-            return torch.ops.mkldnn._convolution_pointwise(x, weight, c.bias, *args, "relu", [], "")
+            return torch.ops.mkldnn._convolution_pointwise(x, weight, c.bias, *args, self.post, [], "")
         other = other.contiguous(memory_format=torch.channels_last)
         return torch.ops.mkldnn._convolution_pointwise.binary(
             x, other, weight, c.bias, *args, "add", 1.0, "relu", [], ""
