@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from segkit.cli import main
 
@@ -61,6 +62,22 @@ def test_bench_backbone_tiny(tmp_path, capsys):
     assert not any(r["latency_compiled_ms"] for r in data["rows"])
     assert "res2net_over_resnet_latency_onnxruntime" in data["ratios"]
     assert "fast_vs_timm_eager_speedup" in capsys.readouterr().out
+    # the goals' comparisons timed once more, interleaved
+    timed = set(data["interleaved_ms"])
+    assert {"timm_res2net_eager_fp32", "res2net_fast_fp32", "resnet_fast_fp32"} <= timed
+    assert ("res2net_fast_bf16" in timed) == data["machine"]["bf16"]
+    assert data["ratios"]["interleaved_res2net_over_resnet_latency_fast"] == (
+        data["interleaved_ms"]["res2net_fast_fp32"] / data["interleaved_ms"]["resnet_fast_fp32"]
+    )
+
+
+def test_interleaved_timing_runs_each_model_in_turn_every_round():
+    from segkit.bench.backbone import time_interleaved
+
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    seconds = time_interleaved(fns, torch.device("cpu"), repeats=3, warmup=1)
+    assert calls == ["a", "b", "c"] * 4 and set(seconds) == {"a", "b", "c"}
 
 
 def test_bench_gap_tiny_on_cpu(tmp_path, capsys):

@@ -3,6 +3,11 @@
 In one run on one device it measures, for ResNet-50 and the paper's equal-complexity Res2Net-50 variants:
 forward latency (batch 1), throughput (a larger batch), and a training step, eagerly and on the inference fast
 path; and segkit's Res2Net against timm's with the same weights.
+
+The table measures one model after another, so a ratio between two rows also holds the machine's drift between
+them (on a 2-core VM, 10% and more). The latencies that issue 11's goals compare (timm's eager Res2Net-50, and
+Res2Net-50 and ResNet-50 on the fast path in fp32 and bf16) are therefore timed once more interleaved: in each
+round every model runs once, in turn, and each median is over the rounds (``interleaved_ms``).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class BenchResult:
     machine: dict
     rows: list[Row] = field(default_factory=list)
     ratios: dict[str, float] = field(default_factory=dict)
+    interleaved_ms: dict[str, float] = field(default_factory=dict)  # batch-1 latencies timed in turn, per round
 
 
 def _sync(device: torch.device) -> None:
@@ -85,6 +91,56 @@ def time_call(fn: Callable[[], object], device: torch.device, repeats: int, warm
         _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int
+) -> dict[str, float]:
+    """Median wall time in seconds of each of ``fns``, timed in turn within each of ``repeats`` rounds (after
+    ``warmup`` untimed calls of each), so that a slow stretch of the machine falls on all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _goal_latencies_ms(
+    timm_res2net: nn.Module, res2net: nn.Module, resnet: nn.Module, s: BenchSettings, device: torch.device
+) -> dict[str, float]:
+    """Batch-1 latencies (ms) of the comparisons issue 11 sets goals for, timed interleaved. timm's model runs
+    as in the table's eager column: NCHW, eval mode (the training-step columns left it channels-last)."""
+    models = {
+        "timm_res2net_eager_fp32": timm_res2net.eval().to(memory_format=torch.contiguous_format),
+        "res2net_fast_fp32": prepare_for_inference(res2net),
+        "resnet_fast_fp32": prepare_for_inference(resnet),
+    }
+    if bf16_supported(device):
+        models["res2net_fast_bf16"] = prepare_for_inference(res2net, precision="bf16")
+        models["resnet_fast_bf16"] = prepare_for_inference(resnet, precision="bf16")
+    x = torch.randn(1, 3, s.latency_size_px, s.latency_size_px, device=device)
+    with torch.inference_mode():
+        seconds = time_interleaved({k: lambda m=m: m(x) for k, m in models.items()}, device, s.repeats, s.warmup)
+    return {name: 1e3 * t for name, t in seconds.items()}
+
+
+def _interleaved_ratios(ms: dict[str, float]) -> dict[str, float]:
+    eager = ms["timm_res2net_eager_fp32"]
+    out = {
+        "interleaved_fast_vs_timm_eager_speedup": eager / ms["res2net_fast_fp32"],
+        "interleaved_res2net_over_resnet_latency_fast": ms["res2net_fast_fp32"] / ms["resnet_fast_fp32"],
+    }
+    if "res2net_fast_bf16" in ms:
+        out["interleaved_bf16_fast_vs_timm_eager_fp32_speedup"] = eager / ms["res2net_fast_bf16"]
+        out["interleaved_res2net_over_resnet_latency_bf16"] = ms["res2net_fast_bf16"] / ms["resnet_fast_bf16"]
+    return out
 
 
 def _randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
@@ -231,16 +287,21 @@ def run_backbone_bench(s: BenchSettings, progress: Callable[[str], None] = print
     ours_ref = create_backbone(TIMM_REFERENCE)
     _randomize_batchnorm(ours_ref)
     timm_row = Row(TIMM_REFERENCE, "timm")
-    _measure(timm_reference(TIMM_REFERENCE, ours_ref), timm_row, s, device)
+    timm_model = timm_reference(TIMM_REFERENCE, ours_ref)
+    _measure(timm_model, timm_row, s, device)
     result.rows.append(timm_row)
+    baseline = create_backbone(BASELINE)
     for name in (BASELINE, *s.variants):
         extra = name in (BASELINE, TIMM_REFERENCE)
         progress(f"timing {name}" + (" (compiled and ONNX Runtime too)" if extra else "") + " ...")
         row = Row(name, "timm" if name == BASELINE else "segkit")
-        model = ours_ref if name == TIMM_REFERENCE else create_backbone(name)
+        model = {TIMM_REFERENCE: ours_ref, BASELINE: baseline}.get(name) or create_backbone(name)
         _measure(model, row, s, device, extra=extra)
         result.rows.append(row)
     result.ratios = _ratios(result.rows)
+    progress(f"timing the goals' comparisons interleaved ({s.repeats} rounds) ...")
+    result.interleaved_ms = _goal_latencies_ms(timm_model, ours_ref, baseline, s, device)
+    result.ratios |= _interleaved_ratios(result.interleaved_ms)
     return result
 
 
@@ -316,8 +377,12 @@ def format_table(result: BenchResult) -> str:
     compile_s = [f"{r.model} {r.compile_s:.0f} s" for r in result.rows if r.compile_s]
     if compile_s:
         lines.append("first compiled call (compilation included): " + ", ".join(compile_s))
+    if result.interleaved_ms:
+        lines.append(
+            "interleaved, batch 1 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in result.interleaved_ms.items())
+        )
     lines.append("")
-    lines.extend(f"{k:<46} {v:6.3f}" for k, v in result.ratios.items())
+    lines.extend(f"{k:<48} {v:6.3f}" for k, v in result.ratios.items())
     return "\n".join(lines)
 
 
@@ -327,5 +392,6 @@ def write_json(result: BenchResult, path: str | Path) -> None:
         "machine": result.machine,
         "rows": [asdict(r) for r in result.rows],
         "ratios": result.ratios,
+        "interleaved_ms": result.interleaved_ms,
     }
     Path(path).write_text(json.dumps(payload, indent=2))
