@@ -143,8 +143,9 @@ def test_bench_precision_tiny_and_its_bad_input(tmp_path, capsys, monkeypatch):
     out = tmp_path / "p.json"
     assert main(["bench", "precision", "--sizes", "64", "64x96", "--repeats", "1", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert [(r["task"], r["size"]) for r in data["rows"]] == [
-        ("saliency", "64x64"), ("saliency", "64x96"), ("segmentation", "64x64"), ("segmentation", "64x96")
+    assert [(r["network"], r["size"]) for r in data["rows"]] == [
+        ("saliency", "64x64"), ("saliency", "64x96"), ("segmentation", "64x64"), ("segmentation", "64x96"),
+        ("deeplabv3", "64x64"), ("deeplabv3", "64x96"),
     ]  # fmt: skip
     assert all(r["fp32_ms"] > 0 and r["bf16_ms"] > 0 for r in data["rows"])
     assert "bf16 speed-up" in capsys.readouterr().out

@@ -149,10 +149,8 @@ def test_onednn_fused_convolutions_equal_the_eval_model(name):
     assert len(fused) >= 3 * len(blocks), len(fused)
     assert not any(m.conv.weight.dtype == torch.bfloat16 for m in fused)
     assert stem_relus == [], f"ReLU modules left unfused: {len(stem_relus)}"
-    from segkit.models.onednn import dilated_depthwise
-
-    lone = [m for m in fast.modules() if type(m) is torch.nn.Conv2d and not dilated_depthwise(m)]
-    lone = [m for m in lone if not any(getattr(a, "conv", None) is m for a in fused)]
+    lone = [m for m in fast.modules() if type(m) is torch.nn.Conv2d]
+    lone = [m for m in lone if not any(a.conv is m for a in fused)]
     assert lone == [], f"convolutions left to PyTorch's own operator: {len(lone)}"
     assert any(m.post == "none" for m in fused), "the shortcut projections run fused too, without a post-op"
     assert not _fused_convs(prepare_for_inference(model, onednn=False))
@@ -201,38 +199,52 @@ def test_reordered_weights_are_kept_for_the_most_recently_used_shapes(monkeypatc
 
 
 @pytest.mark.parametrize("fp32_faster", [True, False])
-def test_dilated_depthwise_runs_in_the_faster_precision_with_the_same_result(fp32_faster, monkeypatch):
-    """DeepLabv3+'s dilated depthwise convolutions in bf16 run in bf16 or fp32, whichever was timed faster for the
-    input's shape; either gives the convolution's result (to bf16 rounding) and the choice is kept per shape."""
+@pytest.mark.parametrize("kind", ["depthwise", "dense + relu"])
+def test_atrous_convolutions_run_in_the_faster_precision_with_the_same_result(fp32_faster, kind, monkeypatch):
+    """An ASPP's atrous convolutions in bf16 (DeepLabv3+'s depthwise ones, DeepLabv3's dense ones with their
+    ReLU) run in bf16 or fp32, whichever was timed faster for the input's shape; either gives the convolution's
+    result (to bf16 rounding) and the choice is kept per shape."""
     import segkit.models.onednn as onednn
 
-    conv = torch.nn.Conv2d(32, 32, 3, padding=6, dilation=6, groups=32).eval()
-    conv16 = __import__("copy").deepcopy(conv).bfloat16()
-    wrapped = onednn.FasterOfTwo(conv16)
+    groups = 32 if kind == "depthwise" else 1
+    conv = torch.nn.Conv2d(32, 32, 3, padding=12, dilation=12, groups=groups).eval()
+    module = conv if kind == "depthwise" else onednn.ConvAct(conv, "relu", onednn=onednn.onednn_available())
+    want_fn = conv if kind == "depthwise" else (lambda x: conv(x).relu())
+    module16 = __import__("copy").deepcopy(module).bfloat16()
+    assert onednn.atrous(module16)
+    wrapped = onednn.FasterOfTwo(module16)
     timed = []
 
     def fake_seconds(fn, x):
         timed.append(fn)
-        return 1.0 if (fn is not wrapped.conv) == fp32_faster else 2.0
+        return 1.0 if (fn is not wrapped.module) == fp32_faster else 2.0
 
     monkeypatch.setattr(onednn, "_seconds", fake_seconds)
     x = torch.randn(1, 32, 20, 24)
     with torch.inference_mode():
-        got = [wrapped(x.bfloat16()) for _ in range(3)]
-        want = conv(x)
+        got = [wrapped(x.bfloat16().contiguous(memory_format=torch.channels_last)) for _ in range(3)]
+        want = want_fn(x)
     assert len(timed) == 2 and wrapped.choice == {(1, 32, 20, 24): fp32_faster}
     assert all(g.dtype == torch.bfloat16 and max_rel_err(g.float(), want) < 2e-2 for g in got)
-    assert wrapped.fp32.weight.dtype == torch.float32
-    assert onednn.dilated_depthwise(conv) and not onednn.dilated_depthwise(torch.nn.Conv2d(32, 32, 3, dilation=2))
+    fp32_conv = wrapped.fp32 if kind == "depthwise" else wrapped.fp32.conv
+    assert fp32_conv.weight.dtype == torch.float32
+    assert not onednn.atrous(torch.nn.Conv2d(32, 32, 3, dilation=2)), "a backbone's dilation: bf16 as it is"
+
+
+def _dilation(m) -> int:
+    inner = m.module
+    return (inner.conv if hasattr(inner, "post") else inner).dilation[0]
 
 
 @needs_onednn
 @pytest.mark.skipif(not __import__("segkit.hardware").hardware.bf16_supported("cpu"), reason="no native bf16")
-def test_deeplab_bf16_fast_path_wraps_the_aspp_depthwise_convolutions():
+@pytest.mark.parametrize(("arch", "rates"), [("deeplabv3plus", [6, 12, 18]), ("deeplabv3", [12, 24, 36])])
+def test_deeplab_bf16_fast_path_wraps_the_aspp_atrous_convolutions(arch, rates):
     from segkit.models.onednn import FasterOfTwo
 
-    model = randomize_batchnorm(create_model("segmentation", num_classes=4)).eval()
+    model = randomize_batchnorm(create_model("segmentation", num_classes=4, arch=arch)).eval()
     fast = prepare_for_inference(model, precision="bf16")
     wrapped = [m for m in fast.modules() if isinstance(m, FasterOfTwo)]
-    assert len(wrapped) == 3 and sorted(m.conv.dilation[0] for m in wrapped) == [6, 12, 18]
+    assert sorted(_dilation(m) for m in wrapped) == rates, "the ASPP's, not the backbone's dilation-2 convolutions"
+    assert_same_outputs(model, fast, torch.randn(1, 3, 64, 96), tolerance=5e-2)
     assert not any(isinstance(m, FasterOfTwo) for m in prepare_for_inference(model).modules()), "fp32: as is"

@@ -1,5 +1,6 @@
-"""``segkit bench precision``: the bf16 fast path against the fp32 one, for both task networks at several input
-sizes, side by side in one run.
+"""``segkit bench precision``: the bf16 fast path against the fp32 one, for both task networks (and DeepLabv3,
+whose dense atrous convolutions oneDNN's bf16 kernels handle worst) at several input sizes, side by side in one
+run.
 
 One size is not enough: a weight prepacked for oneDNN without the input's shape once made the bf16 PoolNet at
 320 px three times slower than fp32 while every size the other benchmarks time was fine (benchmarks/RESULTS.md,
@@ -19,11 +20,13 @@ from segkit.errors import SegkitError
 from segkit.hardware import bf16_feature, bf16_supported
 
 BACKBONE = "res2net50_26w_4s"
-# task -> (what create_model takes beyond the backbone, input sizes (H, W)): sides around the saliency model's
-# 320 px; VOC-like shapes for the 21-class segmentation network
-NETWORKS: dict[str, tuple[dict, tuple[tuple[int, int], ...]]] = {
-    "saliency": ({}, ((224, 224), (288, 288), (320, 320), (352, 352), (384, 384))),
-    "segmentation": ({"num_classes": 21}, ((256, 256), (320, 480), (384, 512), (512, 512), (480, 640))),
+# network -> (task, what create_model takes beyond the backbone, input sizes (H, W)): sides around the saliency
+# model's 320 px; VOC-like shapes for the 21-class segmentation networks (DeepLabv3+, the default, and DeepLabv3)
+VOC_LIKE = ((256, 256), (320, 480), (384, 512), (512, 512), (480, 640))
+NETWORKS: dict[str, tuple[str, dict, tuple[tuple[int, int], ...]]] = {
+    "saliency": ("saliency", {}, ((224, 224), (288, 288), (320, 320), (352, 352), (384, 384))),
+    "segmentation": ("segmentation", {"num_classes": 21}, VOC_LIKE),
+    "deeplabv3": ("segmentation", {"num_classes": 21, "arch": "deeplabv3"}, VOC_LIKE),
 }
 
 
@@ -33,32 +36,32 @@ def run_precision_bench(
     sizes: tuple[tuple[int, int], ...] | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict:
-    """Median ms of one batch-1 forward on the fp32 and the bf16 fast path, per task network and size (``sizes``
-    replaces both tasks' defaults)."""
+    """Median ms of one batch-1 forward on the fp32 and the bf16 fast path, per network and size (``sizes``
+    replaces every network's defaults)."""
     from segkit.models import create_model, prepare_for_inference
 
     dev = torch.device(device)
     if not bf16_supported(dev):
         raise SegkitError(f"this device has no native bf16 ({bf16_feature(dev)}): there is no bf16 path to compare")
     rows = []
-    for task, (extra, task_sizes) in NETWORKS.items():
+    for network, (task, extra, task_sizes) in NETWORKS.items():
         torch.manual_seed(0)
         model = create_model(task, backbone=BACKBONE, **extra).to(dev).eval()
         _randomize_batchnorm(model)
         paths = {p: prepare_for_inference(model, precision=p) for p in ("fp32", "bf16")}
         for h, w in sizes or task_sizes:
-            progress(f"timing the {task} network at {h}x{w} ...")
+            progress(f"timing the {network} network at {h}x{w} ...")
             x = torch.randn(1, 3, h, w, device=dev)
             with torch.inference_mode():
                 ms = {p: 1e3 * time_call(lambda f=f, x=x: f(x), dev, repeats, 2) for p, f in paths.items()}
-            rows.append({"task": task, "size": f"{h}x{w}", "fp32_ms": ms["fp32"], "bf16_ms": ms["bf16"],
-                         "bf16_speedup": ms["fp32"] / ms["bf16"]})  # fmt: skip
+            rows.append({"network": network, "task": task, "size": f"{h}x{w}", "fp32_ms": ms["fp32"],
+                         "bf16_ms": ms["bf16"], "bf16_speedup": ms["fp32"] / ms["bf16"]})  # fmt: skip
     return {
         "machine": machine_info(dev),
         "backbone": BACKBONE,
         "repeats": repeats,
         "rows": rows,
-        "bf16_slower": [f"{r['task']} {r['size']}" for r in rows if r["bf16_speedup"] < 1.0],
+        "bf16_slower": [f"{r['network']} {r['size']}" for r in rows if r["bf16_speedup"] < 1.0],
     }
 
 
@@ -71,7 +74,7 @@ def format_precision(result: dict) -> str:
     ]
     for r in result["rows"]:
         lines.append(
-            f"{r['task']:<14} {r['size']:>9} {r['fp32_ms']:>9.1f} {r['bf16_ms']:>9.1f} {r['bf16_speedup']:>13.2f}x"
+            f"{r['network']:<14} {r['size']:>9} {r['fp32_ms']:>9.1f} {r['bf16_ms']:>9.1f} {r['bf16_speedup']:>13.2f}x"
         )
     slower = result["bf16_slower"]
     lines.append("bf16 slower than fp32 at: " + ", ".join(slower) if slower else "bf16 faster at every size")

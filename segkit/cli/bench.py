@@ -121,16 +121,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bp.set_defaults(run=_run_bench_predict)
     bq = targets.add_parser(
         "precision",
-        help="the bf16 fast path vs the fp32 one for both task networks at several sizes",
+        help="the bf16 fast path vs the fp32 one for both task networks (and DeepLabv3) at several sizes",
         description=(
-            "Times one batch-1 forward of the saliency and the segmentation network (Res2Net-50, random weights) "
-            "on the fp32 and on the bf16 fast path at five input sizes each, side by side, and names any size where "
-            "bf16 is slower. Needs native bf16 (exit 2 without it)."
+            "Times one batch-1 forward of the saliency and the segmentation network (DeepLabv3+), and of DeepLabv3 "
+            "(Res2Net-50, random weights), on the fp32 and on the bf16 fast path at five input sizes each, side by "
+            "side, and names any size where bf16 is slower. Needs native bf16 (exit 2 without it)."
         ),
     )
     bq.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     bq.add_argument("--repeats", type=int, default=3, help="timed repetitions per measurement (median)")
-    bq.add_argument("--sizes", nargs="+", metavar="HxW", help="input sizes for both networks instead of theirs")
+    bq.add_argument("--sizes", nargs="+", metavar="HxW", help="input sizes for every network instead of theirs")
     bq.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bq.set_defaults(run=_run_bench_precision)
     bd = targets.add_parser("data", help="training pipeline samples/s per loader worker")

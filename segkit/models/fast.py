@@ -19,7 +19,7 @@ import torch.fx
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from segkit.models.onednn import ConvAct, dilated_depthwise, fusable, onednn_available, wrap_dilated_depthwise
+from segkit.models.onednn import ConvAct, fusable, onednn_available, wrap_atrous
 from segkit.models.res2net import Bottle2neck
 
 
@@ -255,10 +255,9 @@ def _fuse_conv_relus(module: nn.Module, onednn: bool) -> None:
 def _run_lone_convs_in_onednn(module: nn.Module) -> None:
     """Every convolution still plain after the fusion (a projection shortcut, a classifier: nothing follows it
     that oneDNN could fuse) as a ``ConvAct`` without post-op, so that its weight too is reordered once per input
-    shape rather than on every call (measured: 0.3-1.6 ms of a bf16 forward at 512x512, 0.9 ms at 32x32). Dilated
-    depthwise convolutions are left to ``wrap_dilated_depthwise``."""
+    shape rather than on every call (measured: 0.3-1.6 ms of a bf16 forward at 512x512, 0.9 ms at 32x32)."""
     for name, child in list(module.named_children()):
-        if type(child) is nn.Conv2d and fusable(child) and not dilated_depthwise(child):
+        if type(child) is nn.Conv2d and fusable(child):
             setattr(module, name, ConvAct(child, "none", onednn=True))
         elif not isinstance(child, ConvAct):
             _run_lone_convs_in_onednn(child)
@@ -407,7 +406,7 @@ def prepare_for_inference(
     CUDA graph and replayed. ``split_multiple``: pad each Res2Net split's width with zero channels to a multiple
     of this (exact; see ``FusedBottle2neck``); None: ``default_split_multiple`` of the weights' device.
     ``onednn``: run each convolution with its ReLU (and residual add) fused by oneDNN, weights prepacked per input
-    shape, bf16's dilated depthwise convolutions in the faster of bf16 and fp32 (``segkit.models.onednn``); None:
+    shape, bf16's atrous (ASPP) convolutions in the faster of bf16 and fp32 (``segkit.models.onednn``); None:
     on a CPU where the operators exist, unless compiled (inductor fuses on its own); False: plain PyTorch modules
     (for ONNX export).
     The original is left untouched.
@@ -428,7 +427,7 @@ def prepare_for_inference(
     for p in body.parameters():
         p.requires_grad_(False)
     if onednn:
-        wrap_dilated_depthwise(body)
+        wrap_atrous(body)
     fast = InferenceModel(body, dtype).eval()
     return run_as(fast, compile, device.type == "cuda" if cuda_graphs is None else cuda_graphs)
 

@@ -136,19 +136,24 @@ class ConvAct(nn.Module):
 
 
 class FasterOfTwo(nn.Module):
-    """A bf16 convolution that runs in bf16 or, on a float32 copy of its weights, in fp32: whichever measured
-    faster on the first input of each shape (the fastest of three timed calls each, after one untimed call).
+    """A bf16 convolution (a bare ``nn.Conv2d`` or a ``ConvAct`` with one input) that runs in bf16 or, on a
+    float32 copy of its weights, in fp32: whichever measured faster on the first input of each shape (the fastest
+    of three timed calls each, after one untimed call).
 
-    For the dilated depthwise convolutions of DeepLabv3+'s ASPP: oneDNN's bf16 kernel for them is sometimes far
-    slower than its fp32 one (2-core AMX Xeon, 2048 channels at 32x32, dilation 18: 31 ms in bf16 against 5.7 ms in
-    fp32; at dilation 6, 0.6 ms either way), and which case is slow depends on dilation and map size, so it is
+    For the atrous convolutions of DeepLabv3's and v3+'s ASPP (``atrous``): oneDNN's bf16 kernels for them are
+    often far slower than its fp32 ones (2-core AMX Xeon, 2026-12-01, 32x32 maps: v3+'s depthwise 3x3 of 2048
+    channels at dilation 18, 31 ms in bf16 against 5.7 ms in fp32, at dilation 6 0.6 ms either way; v3's dense 3x3
+    of 2048 -> 256 channels at dilation 12 / 24 / 36, 26.8 / 34.0 / 36.4 ms in bf16 against 17.1 / 7.8 / 2.9 ms in
+    fp32, and 3.6 ms in bf16 at dilation 1), and which case is slow depends on dilation and map size, so it is
     measured rather than guessed. fp32 is the more precise of the two, so either choice keeps bf16's accuracy.
     """
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, module: nn.Module) -> None:
         super().__init__()
-        self.conv = conv
-        self.fp32 = copy.deepcopy(conv).float()
+        self.module = module
+        self.fp32 = copy.deepcopy(module).float()
+        if isinstance(self.fp32, ConvAct):
+            self.fp32._packed = {}  # reordered for its own dtype, on first use
         self.choice: dict[tuple, bool] = {}  # input shape -> run in fp32
 
     def _fp32(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,11 +161,11 @@ class FasterOfTwo(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32 or x.requires_grad:
-            return self.fp32(x) if x.dtype == torch.float32 else self.conv(x)
+            return self.fp32(x) if x.dtype == torch.float32 else self.module(x)
         key = tuple(x.shape)
         if key not in self.choice:
-            self.choice[key] = _seconds(self._fp32, x) < _seconds(self.conv, x)
-        return self._fp32(x) if self.choice[key] else self.conv(x)
+            self.choice[key] = _seconds(self._fp32, x) < _seconds(self.module, x)
+        return self._fp32(x) if self.choice[key] else self.module(x)
 
 
 def _seconds(fn, x: torch.Tensor, repeats: int = 3) -> float:
@@ -177,20 +182,25 @@ def _seconds(fn, x: torch.Tensor, repeats: int = 3) -> float:
     return best
 
 
-def dilated_depthwise(conv: nn.Module) -> bool:
-    """A depthwise convolution with dilation (DeepLabv3+'s ASPP): ``FasterOfTwo`` wraps these in bf16."""
-    return (
-        type(conv) is nn.Conv2d
-        and conv.groups == conv.in_channels == conv.out_channels
-        and conv.groups > 1
-        and max(conv.dilation) > 1
-    )
+# The smallest dilation ``FasterOfTwo`` is tried for: the ASPP's rates (6-36) are, a backbone's own dilations (2 at
+# output stride 16, 2 and 4 at 8) are not, since there bf16 measured 5x faster than fp32 (2-core AMX Xeon, 3x3 of
+# 208 channels at 32x32, dilation 2: 0.345 vs 1.859 ms).
+ATROUS_MIN_DILATION = 6
 
 
-def wrap_dilated_depthwise(module: nn.Module) -> None:
-    """Every dilated depthwise convolution in ``module`` as a ``FasterOfTwo`` (call after the bf16 cast)."""
+def atrous(module: nn.Module) -> bool:
+    """A convolution with a dilation of at least ``ATROUS_MIN_DILATION``, dense or depthwise, bare or as a
+    one-input ``ConvAct``: ``FasterOfTwo`` wraps these in bf16."""
+    if isinstance(module, ConvAct):
+        return module.post != "add_relu" and atrous(module.conv)
+    return type(module) is nn.Conv2d and max(module.dilation) >= ATROUS_MIN_DILATION
+
+
+def wrap_atrous(module: nn.Module) -> None:
+    """Every bf16 atrous convolution in ``module`` as a ``FasterOfTwo`` (call after the bf16 cast)."""
     for name, child in list(module.named_children()):
-        if dilated_depthwise(child) and child.weight.dtype == torch.bfloat16:
+        weight = getattr(child.conv if isinstance(child, ConvAct) else child, "weight", None)
+        if atrous(child) and weight is not None and weight.dtype == torch.bfloat16:
             setattr(module, name, FasterOfTwo(child))
-        else:
-            wrap_dilated_depthwise(child)
+        elif not isinstance(child, ConvAct):
+            wrap_atrous(child)
