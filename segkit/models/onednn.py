@@ -14,10 +14,11 @@ no faster, and weights prepacked without the input's shape slower (ResNet-50 136
 shape, fp32 ran 1.03-1.25x faster than unfused at every size of both task networks and of ResNet-50 timed, so the
 fast path fuses in both precisions.
 
-``ConvAct`` is one convolution with what follows it, ``relu`` or ``add_relu`` (``relu(conv(x) + other)``), run
+``ConvAct`` is one convolution with what follows it, ``relu`` or ``add_relu`` (``relu(conv(x) + other)``), or
+``none`` (a convolution nothing follows that could be fused, still with its weight reordered per shape), run
 fused where ``onednn_available`` says the operators exist and agree with PyTorch's own convolution, and as
 ``conv``, ``add_`` and ``relu_`` elsewhere (CUDA, other builds, ONNX export): the same numbers either way, up to
-float rounding.
+float rounding. ``FasterOfTwo`` runs an atrous convolution in bf16 or fp32, whichever is timed faster per shape.
 """
 
 from __future__ import annotations
