@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from segkit.engine.config import load_config
-from segkit.engine.distributed import init_distributed, sync_buffers
+from segkit.engine.distributed import init_distributed, shutdown_distributed, sync_buffers
 from segkit.engine.evaluate import evaluate
 from segkit.engine.inference import InferenceSettings, torch_net
 from segkit.engine.train import batches, build_run, train_one_step
@@ -42,4 +42,5 @@ if info.rank == 0:
     (out / "eval_ddp.json").write_text(json.dumps(reduced.scalars()))
     (out / "eval_single.json").write_text(json.dumps(single.scalars()))
 dist.barrier()
-dist.destroy_process_group()
+del run, stream, net  # the DistributedDataParallel wrapper holds the process group
+shutdown_distributed()

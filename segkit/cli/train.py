@@ -60,7 +60,7 @@ def overrides(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from segkit.engine.config import default_config_path, load_config
-    from segkit.engine.distributed import init_distributed
+    from segkit.engine.distributed import init_distributed, shutdown_distributed
     from segkit.engine.train import train
     from segkit.errors import SegkitError
 
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if init_distributed().is_main:
         print_next_steps(result)
+    shutdown_distributed()  # only after a run that ended well: a failed rank's peers may still be in a collective
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -60,3 +61,18 @@ def sync_buffers(model: nn.Module, info: DistInfo) -> None:
 def barrier(info: DistInfo) -> None:
     if info.world_size > 1:
         dist.barrier()
+
+
+def shutdown_distributed() -> None:
+    """End the process group while the interpreter is fully alive; call once no collective is needed any more and
+    the DistributedDataParallel wrappers (which hold the group) are gone.
+
+    Otherwise gloo's worker threads outlive the script: one of them releasing a finished barrier, which holds the
+    tensors of earlier collectives, needs the GIL while the interpreter is shutting down, and the process aborts
+    ("terminate called without an active exception", SIGABRT: about 1 in 10 two-process CPU runs of
+    tests/ddp_worker.py, 2026-12-01; gdb showed ``ProcessGroupGloo::runLoop`` destroying an ``AsyncBarrierWork``
+    during finalization), so torchrun reports a failed run after all its work was written. Destroying the group
+    and collecting what still refers to it joins those threads here instead."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+        gc.collect()
