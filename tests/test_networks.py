@@ -156,7 +156,7 @@ def test_onednn_fused_convolutions_equal_the_eval_model(name):
     assert not _fused_convs(prepare_for_inference(model, onednn=False))
     default = _fused_convs(prepare_for_inference(model))
     assert len(default) == len(fused), "fp32 runs fused by default on a CPU with the operators"
-    assert all(m.packs and not m._packed for m in default), "weights reordered per input shape, on first use"
+    assert all(m.onednn and not m._packed for m in default), "weights reordered per input shape, on first use"
 
 
 @needs_onednn
@@ -168,7 +168,7 @@ def test_bf16_fast_path_is_fused_and_agrees_with_the_unfused_one(name, monkeypat
     model = randomize_batchnorm(FAST_BUILDS[name]()).eval()
     fused = prepare_for_inference(model, precision="bf16")
     plain = prepare_for_inference(model, precision="bf16", onednn=False)
-    assert _fused_convs(fused) and all(m.packs and not m._packed for m in _fused_convs(fused))
+    assert _fused_convs(fused) and all(m.onednn and not m._packed for m in _fused_convs(fused))
     assert_same_outputs(plain, fused, torch.randn(1, 3, 64, 96), tolerance=3e-2)  # bf16 rounding, two orders
     assert_same_outputs(plain, fused, torch.randn(1, 3, 96, 64), tolerance=3e-2)
     # a weight reordered for each input shape it met (one reordered without the shape can be 250x slower); the
@@ -232,8 +232,9 @@ def test_atrous_convolutions_run_in_the_faster_precision_with_the_same_result(fp
 
 
 def _dilation(m) -> int:
-    inner = m.module
-    return (inner.conv if hasattr(inner, "post") else inner).dilation[0]
+    from segkit.models.onednn import ConvAct
+
+    return (m.module.conv if isinstance(m.module, ConvAct) else m.module).dilation[0]
 
 
 @needs_onednn

@@ -90,30 +90,23 @@ class ConvAct(nn.Module):
         self.post = post
         self.onednn = onednn and fusable(conv)
         self.conv = conv
+        # padding, stride, dilation, groups as oneDNN's operators take them (fixed once the conv is built)
+        self._args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         self._packed: dict[tuple[int, ...], torch.Tensor] = {}  # input shape -> weight in oneDNN's layout
 
-    @property
-    def packs(self) -> bool:
-        """Whether the weight is reordered into oneDNN's layout, once for each input shape it meets: every fused
-        convolution. Per shape, because a weight reordered without the input's shape can hit a pathological
-        kernel: 2048 -> 832 channels at 10x10 in bf16 took 61 ms against 0.23 ms reordered for that shape (2-core
-        AMX Xeon, 2026-12-01; at 8x8 and 12x12 either way took 0.15-0.3 ms), and fp32 weights reordered without
-        the shape made ResNet-50 slower than not fusing at all (237 vs 136 ms)."""
-        return self.onednn
-
     def _weight_for(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.packs:
-            return self.conv.weight
+        """The weight reordered into oneDNN's layout for ``x``'s shape, made on the first input of that shape.
+        Per shape, because a weight reordered without the input's shape can hit a pathological kernel: 2048 -> 832
+        channels at 10x10 in bf16 took 61 ms against 0.23 ms reordered for that shape (2-core AMX Xeon, 2026-12-01;
+        at 8x8 and 12x12 either way took 0.15-0.3 ms), and fp32 weights reordered without the shape made ResNet-50
+        slower than not fusing at all (237 vs 136 ms)."""
         key = tuple(x.shape)
         packed = self._packed.pop(key, None)
         if packed is None:
             if len(self._packed) >= PACKED_SHAPES:
                 self._packed.pop(next(iter(self._packed)))  # the least recently used shape
-            c = self.conv
             with torch.no_grad():
-                packed = torch.ops.mkldnn._reorder_convolution_weight(
-                    c.weight, list(c.padding), list(c.stride), list(c.dilation), c.groups, list(key)
-                )
+                packed = torch.ops.mkldnn._reorder_convolution_weight(self.conv.weight, *self._args, list(key))
         self._packed[key] = packed  # (re)inserted last: the dict is in order of last use
         return packed
 
@@ -125,14 +118,12 @@ class ConvAct(nn.Module):
             if self.post == "none":
                 return out
             return torch.relu_(out if other is None else out.add_(other))
-        c = self.conv
-        weight = self._weight_for(x)
-        args = (list(c.padding), list(c.stride), list(c.dilation), c.groups)
+        weight, bias = self._weight_for(x), self.conv.bias
         if other is None:
-            return torch.ops.mkldnn._convolution_pointwise(x, weight, c.bias, *args, self.post, [], "")
+            return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *self._args, self.post, [], "")
         other = other.contiguous(memory_format=torch.channels_last)
         return torch.ops.mkldnn._convolution_pointwise.binary(
-            x, other, weight, c.bias, *args, "add", 1.0, "relu", [], ""
+            x, other, weight, bias, *self._args, "add", 1.0, "relu", [], ""
         )
 
 
@@ -192,16 +183,16 @@ ATROUS_MIN_DILATION = 6
 def atrous(module: nn.Module) -> bool:
     """A convolution with a dilation of at least ``ATROUS_MIN_DILATION``, dense or depthwise, bare or as a
     one-input ``ConvAct``: ``FasterOfTwo`` wraps these in bf16."""
-    if isinstance(module, ConvAct):
-        return module.post != "add_relu" and atrous(module.conv)
-    return type(module) is nn.Conv2d and max(module.dilation) >= ATROUS_MIN_DILATION
+    if isinstance(module, ConvAct) and module.post == "add_relu":
+        return False
+    conv = module.conv if isinstance(module, ConvAct) else module
+    return type(conv) is nn.Conv2d and max(conv.dilation) >= ATROUS_MIN_DILATION
 
 
 def wrap_atrous(module: nn.Module) -> None:
     """Every bf16 atrous convolution in ``module`` as a ``FasterOfTwo`` (call after the bf16 cast)."""
     for name, child in list(module.named_children()):
-        weight = getattr(child.conv if isinstance(child, ConvAct) else child, "weight", None)
-        if atrous(child) and weight is not None and weight.dtype == torch.bfloat16:
+        if atrous(child) and next(child.parameters()).dtype == torch.bfloat16:
             setattr(module, name, FasterOfTwo(child))
         elif not isinstance(child, ConvAct):
             wrap_atrous(child)
