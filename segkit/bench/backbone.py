@@ -81,16 +81,7 @@ def _sync(device: torch.device) -> None:
 
 def time_call(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
     """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return time_interleaved({"call": fn}, device, repeats, warmup)["call"]
 
 
 def time_interleaved(

@@ -294,19 +294,20 @@ def run_gap_bench(
     def train(name: str, benchmark: bool) -> tuple[str, Callable[[], Attempt]]:
         return name, lambda: _train_attempt(name, s, device, benchmark)
 
+    # oneDNN's fused convolutions are the CPU's default: there, the same paths without them too
+    unfused = device.type == "cpu"
     plans = [
         infer("fp32 fast path", False),
+        *([infer("fp32 fast path, no oneDNN fusion", False, onednn=False)] if unfused else []),
         infer("bf16 fast path", False, **bf16),
         infer("bf16 fast path, no CUDA graph", False, cuda_graphs=False, **bf16),
+        *([infer("bf16 fast path, no oneDNN fusion", False, onednn=False, **bf16)] if unfused else []),
         infer("bf16 fast path + cudnn.benchmark", True, **bf16),
         infer("bf16 + benchmark + splits padded to 8", True, split_multiple=8, **bf16),
         infer("bf16 + benchmark + splits padded to 16", True, split_multiple=16, **bf16),
         train("bf16 training step", False),
         train("bf16 training step + benchmark", True),
     ]
-    if device.type == "cpu":  # oneDNN's fused convolutions are the CPU's default; the same paths without them
-        plans.insert(1, infer("fp32 fast path, no oneDNN fusion", False, onednn=False))
-        plans.insert(4, infer("bf16 fast path, no oneDNN fusion", False, onednn=False, **bf16))
     for label, plan in [] if s.only_compile_and_profile else plans:
         progress(f"measuring: {label} ...")
         out["attempts"].append(_attempt_dict(plan()))
