@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of one device session, in one go: CUDA tests (fast path, split padding, bf16 auto precision,
-# metrics on device tensors, AMP training steps, prediction), `segkit bench backbone` on CUDA and
-# `segkit bench gap` (what Res2Net-50's throughput gap to ResNet-50 is made of, and the attempts to close it).
+# metrics on device tensors, AMP training steps, prediction, cuDNN's fused convolutions), `segkit bench backbone`
+# on CUDA and `segkit bench gap` (what Res2Net-50's throughput gap to ResNet-50 is made of, and the attempts to
+# close it, cuDNN's fused convolution + bias + ReLU among them).
 # Writes its logs and JSON to $OUT. Missing packages travel as wheels in .whl/ (see the device notes); segkit
 # runs from the checkout.
 set -uo pipefail
@@ -22,8 +23,12 @@ timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | t
 timeout 200 python3 -m segkit bench backbone --device cuda --variants res2net50_26w_4s --repeats 20 \
   --throughput-batch 32 --throughput-size 512 --train-batch 16 --train-size 512 \
   --json "$OUT/backbone_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
-# GAP=full: every attempt; GAP=compile: only the compiled attempts and the profiles (a second, shorter lease)
-if [ "${GAP:-full}" = full ]; then
+# GAP=eager (the default, to fit one device call of 10 minutes): every attempt except compilation, and the
+# convolution table, no profile; GAP=full: everything; GAP=compile: only the compiled attempts and the profiles
+if [ "${GAP:-eager}" = eager ]; then
+  timeout 240 python3 -m segkit bench gap --device cuda --batch 32 --size 512 --repeats 20 --compile-modes none \
+    --no-profile --json "$OUT/gap_cuda.json" 2>&1 | tee "$OUT/gap_cuda.txt"
+elif [ "$GAP" = full ]; then
   timeout 420 python3 -m segkit bench gap --device cuda --batch 32 --size 512 --repeats 20 \
     --compile-modes default max-autotune --compile-timeout 150 --json "$OUT/gap_cuda.json" 2>&1 | tee "$OUT/gap_cuda.txt"
 else

@@ -97,6 +97,15 @@ def test_bench_gap_tiny_on_cpu(tmp_path, capsys):
     profile = data["profile_ms"]["res2net50_26w_4s"]
     assert profile["conv 1x1"] > 0 and any(k.startswith("conv 3x3 grouped") for k in profile)
     assert "profile of one bf16 forward" in capsys.readouterr().out
+    assert not any("cuDNN" in n for n in names), "cuDNN's fused convolutions are GPU attempts"
+
+
+def test_bench_gap_cudnn_attempt_says_when_the_fusion_did_not_run():
+    from segkit.bench.gap import GapSettings, _inference_attempt
+
+    s = GapSettings(device="cpu", batch=1, size_px=32, repeats=1, warmup=0)
+    attempt = _inference_attempt("x", s, torch.device("cpu"), False, split_multiple=16, cudnn_fused=True)
+    assert attempt.note == "cuDNN fusion unavailable here: ran unfused" and attempt.ratio > 0
 
 
 def test_bench_predict_mixed_sizes_are_a_fixed_draw_of_the_listed_sizes(tmp_path):

@@ -129,3 +129,22 @@ def test_auto_precision_is_bf16_on_cuda_and_close_to_fp32():
         bf16 = prepare_for_inference(model, precision="auto")(x)
     for b, f in zip(bf16, fp32, strict=True):
         assert b.dtype == torch.float32 and max_rel_err(b, f) < 2e-2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cudnn_fused_convolutions_agree_with_separate_steps(precision):
+    from segkit.models.onednn import ConvAct, cudnn_fusion_available
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    if not cudnn_fusion_available("cuda", dtype):
+        pytest.skip(f"cuDNN's fused convolution + ReLU does not run in {precision} on this GPU")
+    model = randomize_batchnorm(create_backbone("res2net50_26w_4s")).cuda().eval()
+    plain = prepare_for_inference(model, precision=precision)
+    fused = prepare_for_inference(model, precision=precision, cudnn_fused=True)
+    switched = [m.cudnn for m in fused.modules() if isinstance(m, ConvAct) and m.post != "none"]
+    assert switched and all(switched)
+    for _ in range(2):  # captured as a CUDA graph, then replayed
+        x = torch.randn(2, 3, 128, 160, device="cuda")
+        with torch.no_grad():
+            for g, w in zip(fused(x), plain(x), strict=True):
+                assert max_rel_err(g, w) < (1e-4 if precision == "fp32" else 3e-2)

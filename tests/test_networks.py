@@ -249,3 +249,16 @@ def test_deeplab_bf16_fast_path_wraps_the_aspp_atrous_convolutions(arch, rates):
     assert sorted(_dilation(m) for m in wrapped) == rates, "the ASPP's, not the backbone's dilation-2 convolutions"
     assert_same_outputs(model, fast, torch.randn(1, 3, 64, 96), tolerance=5e-2)
     assert not any(isinstance(m, FasterOfTwo) for m in prepare_for_inference(model).modules()), "fp32: as is"
+
+
+def test_cudnn_fusion_is_never_used_on_a_cpu():
+    """``cudnn_fused=True`` asks for cuDNN's fused convolutions, which exist only on a GPU: on a CPU the probe says
+    no and the model is the usual fast path (tests/test_cuda.py checks the fused one on a GPU)."""
+    from segkit.models.onednn import ConvAct, cudnn_fusion_available
+
+    assert not cudnn_fusion_available("cpu", torch.float32)
+    model = randomize_batchnorm(FAST_BUILDS["r2n-os16"]()).eval()
+    fast = prepare_for_inference(model, cudnn_fused=True)
+    convs = [m for m in fast.modules() if isinstance(m, ConvAct)]
+    assert convs and not any(m.cudnn for m in convs)
+    assert_same_outputs(model, fast, torch.randn(1, 3, 64, 80))

@@ -7,6 +7,8 @@ reported as img/s and as the Res2Net/ResNet throughput ratio, kept or not:
   benchmark mode (it times the algorithms for each shape once), and on a CPU each also without oneDNN's fused
   convolutions;
 - the Res2Net splits padded with zero channels to a multiple of 8 or 16 (26/52/104/208 are not multiples of 16);
+- on a GPU, cuDNN's fused convolution + bias (+ residual add) + ReLU (``prepare_for_inference(cudnn_fused=True)``)
+  in fp32 and bf16, each with the padded splits;
 - ``torch.compile`` (inductor, frozen weights) in its default and in its max-autotune mode, each in a
   subprocess with a time limit, since compiling is the slow part;
 - a bf16 training step (channels-last, autocast), with and without benchmark mode.
@@ -31,6 +33,7 @@ from torch import nn
 from segkit.bench.backbone import _randomize_batchnorm, machine_info, time_call
 from segkit.engine.precision import autocast
 from segkit.models import create_backbone, prepare_for_inference
+from segkit.models.onednn import cudnn_fusion_available
 
 MODELS = ("res2net50_26w_4s", "resnet50")
 
@@ -74,6 +77,10 @@ def _img_s(fn: Callable[[], object], s: GapSettings, device: torch.device) -> fl
 
 def _inference_attempt(name: str, s: GapSettings, device: torch.device, benchmark: bool, **fast_kw) -> Attempt:
     attempt = Attempt(name)
+    if fast_kw.get("cudnn_fused"):
+        dtype = torch.bfloat16 if fast_kw.get("precision") == "bf16" else torch.float32
+        fused = cudnn_fusion_available(device, dtype)
+        attempt.note = "cuDNN fusion ran" if fused else "cuDNN fusion unavailable here: ran unfused"
     old = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = benchmark
     try:
@@ -287,6 +294,7 @@ def run_gap_bench(
     device = torch.device(s.device)
     out: dict = {"settings": _settings_dict(s), "machine": machine_info(device), "attempts": []}
     bf16 = {"precision": "bf16"}
+    cudnn = {"split_multiple": 16, "cudnn_fused": True}
 
     def infer(name: str, benchmark: bool, **kw) -> tuple[str, Callable[[], Attempt]]:
         return name, lambda: _inference_attempt(name, s, device, benchmark, **kw)
@@ -305,6 +313,14 @@ def run_gap_bench(
         infer("bf16 fast path + cudnn.benchmark", True, **bf16),
         infer("bf16 + benchmark + splits padded to 8", True, split_multiple=8, **bf16),
         infer("bf16 + benchmark + splits padded to 16", True, split_multiple=16, **bf16),
+        *(
+            [
+                infer("fp32 + splits padded to 16 + cuDNN fused conv/bias/add/ReLU", True, **cudnn),
+                infer("bf16 + splits padded to 16 + cuDNN fused conv/bias/add/ReLU", True, **cudnn, **bf16),
+            ]
+            if device.type == "cuda"
+            else []
+        ),
         train("bf16 training step", False),
         train("bf16 training step + benchmark", True),
     ]

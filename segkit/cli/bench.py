@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Measures Res2Net-50 (26w_4s) and ResNet-50 side by side at one batch and size: the fast path in fp32 "
             "and bf16, with and without CUDA graphs and cuDNN benchmark mode (on a CPU also without oneDNN's "
             "fused convolutions), with Res2Net's splits padded to "
-            "8 or 16 channels, torch.compile (default and max-autotune, each in a time-limited child process) "
+            "8 or 16 channels, on a GPU cuDNN's fused convolution + bias + ReLU, torch.compile (default and "
+            "max-autotune, each in a time-limited child process) "
             "and a bf16 training step; then each 3x3 convolution shape alone and a profile of one forward."
         ),
     )

@@ -19,7 +19,14 @@ import torch.fx
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from segkit.models.onednn import ConvAct, fusable, onednn_available, wrap_atrous
+from segkit.models.onednn import (
+    ConvAct,
+    cudnn_fusion_available,
+    fusable,
+    onednn_available,
+    run_convs_on_cudnn,
+    wrap_atrous,
+)
 from segkit.models.res2net import Bottle2neck
 
 
@@ -393,6 +400,7 @@ def prepare_for_inference(
     compile: bool = False,
     split_multiple: int | None = None,
     onednn: bool | None = None,
+    cudnn_fused: bool = False,
 ) -> nn.Module:
     """An eval-mode copy of ``model`` for fast inference; in fp32 (the default) equal to ``model.eval()`` within
     1e-4 relative.
@@ -408,7 +416,9 @@ def prepare_for_inference(
     ``onednn``: run each convolution with its ReLU (and residual add) fused by oneDNN, weights prepacked per input
     shape, bf16's atrous (ASPP) convolutions in the faster of bf16 and fp32 (``segkit.models.onednn``); None:
     on a CPU where the operators exist, unless compiled (inductor fuses on its own); False: plain PyTorch modules
-    (for ONNX export).
+    (for ONNX export). ``cudnn_fused``: on a GPU, run each convolution with its bias, ReLU (and residual add) as
+    one cuDNN call where ``cudnn_fusion_available`` says it works; off by default until it is measured on a GPU
+    (``segkit bench gap`` has it as an attempt).
     The original is left untouched.
     """
     from segkit.hardware import resolve_precision
@@ -428,6 +438,8 @@ def prepare_for_inference(
         p.requires_grad_(False)
     if onednn:
         wrap_atrous(body)
+    if cudnn_fused and cudnn_fusion_available(device, dtype):
+        run_convs_on_cudnn(body)
     fast = InferenceModel(body, dtype).eval()
     return run_as(fast, compile, device.type == "cuda" if cuda_graphs is None else cuda_graphs)
 
