@@ -148,3 +148,5 @@ def test_cudnn_fused_convolutions_agree_with_separate_steps(precision):
         with torch.no_grad():
             for g, w in zip(fused(x), plain(x), strict=True):
                 assert max_rel_err(g, w) < (1e-4 if precision == "fp32" else 3e-2)
+    still = [m.cudnn for m in fused.modules() if isinstance(m, ConvAct) and m.post != "none"]
+    assert any(still), "every convolution fell back to the separate steps: the fused path was not exercised"

@@ -33,7 +33,7 @@ from torch import nn
 from segkit.bench.backbone import _randomize_batchnorm, machine_info, time_call
 from segkit.engine.precision import autocast
 from segkit.models import create_backbone, prepare_for_inference
-from segkit.models.onednn import cudnn_fusion_available
+from segkit.models.onednn import ConvAct, cudnn_fusion_available
 
 MODELS = ("res2net50_26w_4s", "resnet50")
 
@@ -77,10 +77,10 @@ def _img_s(fn: Callable[[], object], s: GapSettings, device: torch.device) -> fl
 
 def _inference_attempt(name: str, s: GapSettings, device: torch.device, benchmark: bool, **fast_kw) -> Attempt:
     attempt = Attempt(name)
-    if fast_kw.get("cudnn_fused"):
-        dtype = torch.bfloat16 if fast_kw.get("precision") == "bf16" else torch.float32
-        fused = cudnn_fusion_available(device, dtype)
-        attempt.note = "cuDNN fusion ran" if fused else "cuDNN fusion unavailable here: ran unfused"
+    dtype = torch.bfloat16 if fast_kw.get("precision") == "bf16" else torch.float32
+    cudnn = fast_kw.get("cudnn_fused", False) and cudnn_fusion_available(device, dtype)
+    if fast_kw.get("cudnn_fused") and not cudnn:
+        attempt.note = "cuDNN fusion unavailable here: ran unfused"
     old = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = benchmark
     try:
@@ -89,6 +89,9 @@ def _inference_attempt(name: str, s: GapSettings, device: torch.device, benchmar
             x = torch.randn(s.batch, 3, s.size_px, s.size_px, device=device)
             with torch.inference_mode():
                 attempt.img_s[model_name] = _img_s(lambda f=fast, x=x: f(x), s, device)
+            if cudnn:  # how many ran fused to the end (one that fails on its first call runs unfused)
+                fused = [m.cudnn for m in fast.modules() if isinstance(m, ConvAct) and m.post != "none"]
+                attempt.note += f"{model_name}: {sum(fused)} of {len(fused)} convolutions fused by cuDNN; "
             del fast
             _free(device)
     finally:

@@ -123,7 +123,10 @@ class ConvAct(nn.Module):
             raise ValueError(f"ConvAct(post={self.post!r}) called {'without' if other is None else 'with'} other")
         plain = x.requires_grad or x.dtype != self.conv.weight.dtype
         if self.cudnn and x.is_cuda and self.post != "none" and not plain:
-            return self._cudnn_fused(x, other)
+            try:
+                return self._cudnn_fused(x, other)
+            except RuntimeError:  # a shape or layout cuDNN's fused kernels do not take: this convolution unfused
+                self.cudnn = False
         if not self.onednn or plain:
             out = self.conv(x)
             if self.post == "none":
@@ -150,16 +153,15 @@ class ConvAct(nn.Module):
 @functools.cache
 def _cudnn_fusion_agrees(device: torch.device, dtype: torch.dtype) -> bool:
     try:
-        gen = torch.Generator().manual_seed(0)
-        x, other = (torch.randn(2, 16, 12, 12, generator=gen).to(device, dtype) for _ in range(2))
-        x, other = (t.contiguous(memory_format=torch.channels_last) for t in (x, other))
-        conv = nn.Conv2d(16, 16, 3, padding=1).to(device, dtype).to(memory_format=torch.channels_last)
+        gen = torch.Generator().manual_seed(0)  # its own generator: the caller's random state is left alone
+        x, other = (torch.randn(2, 16, 12, 12, generator=gen) for _ in range(2))
+        w, b = torch.randn(16, 16, 3, 3, generator=gen) * 0.1, torch.randn(16, generator=gen)
+        x, other, w = (t.to(device, dtype).contiguous(memory_format=torch.channels_last) for t in (x, other, w))
+        b = b.to(device, dtype)
         with torch.no_grad():
-            want = conv(x).float()
-            relu = torch.cudnn_convolution_relu(x, conv.weight, conv.bias, [1, 1], [1, 1], [1, 1], 1).float()
-            added = torch.cudnn_convolution_add_relu(
-                x, conv.weight, other, 1.0, conv.bias, [1, 1], [1, 1], [1, 1], 1
-            ).float()
+            want = F.conv2d(x, w, b, padding=1).float()
+            relu = torch.cudnn_convolution_relu(x, w, b, [1, 1], [1, 1], [1, 1], 1).float()
+            added = torch.cudnn_convolution_add_relu(x, w, other, 1.0, b, [1, 1], [1, 1], [1, 1], 1).float()
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
     tolerance = 2e-2 * float(want.abs().max())  # bf16, and TF32 in fp32: a check for wrong results, not rounding
@@ -179,7 +181,9 @@ def cudnn_fusion_available(device: torch.device | str, dtype: torch.dtype) -> bo
 
 def run_convs_on_cudnn(module: nn.Module) -> int:
     """Every ``ConvAct`` with a ReLU in ``module`` (a fast-path body on a GPU) as one cuDNN call per convolution;
-    returns how many. Call only where ``cudnn_fusion_available`` says so."""
+    returns how many. Call only where ``cudnn_fusion_available`` says so. A convolution whose first call fails
+    there (a shape the fused kernels do not take) runs unfused from then on; the first calls of a CUDA-graph model
+    run outside the capture, so the graph holds the path that worked."""
     switched = 0
     for m in module.modules():
         if isinstance(m, ConvAct) and m.post != "none":
