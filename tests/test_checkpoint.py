@@ -95,3 +95,31 @@ def test_pretrained_timm_without_network_fails_clearly(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(SegkitError, match="--set model.pretrained_backbone=/path/to/weights.pth"):
         create_backbone(NAME, pretrained="timm")
+
+
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (b"", "is empty"),
+        (b"<html>not found</html>\n", "starts with neither a zip nor a pickle header"),
+        ("truncated", "damaged (truncated, or still being written)"),
+        ("module", "refers to the Python object torch.nn.modules.linear.Linear"),
+    ],
+)
+def test_unreadable_checkpoints_say_what_the_file_is(tmp_path, content, said):
+    """An empty file, a saved web page, a torn download and a pickled module each get their own reason, and none
+    is told to load with weights_only=False (torch's own advice for the last)."""
+    from segkit.models.checkpoint import read_checkpoint
+
+    path = tmp_path / "weights.pth"
+    if content == "truncated":
+        torch.save({"w": torch.zeros(64)}, path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif content == "module":
+        torch.save({"m": torch.nn.Linear(2, 2)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(SegkitError) as err:
+        read_checkpoint(path)
+    message = str(err.value)
+    assert said in message and "weights.pth" in message and "weights_only=False" not in message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,22 +23,46 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SegkitError(f"checkpoint '{path}' does not exist: pass the path of a .pth/.pt file")
+    kind = _file_kind(path)
+    if kind != "checkpoint":
+        raise SegkitError(
+            f"checkpoint '{path}' {kind}: it is not a PyTorch checkpoint (torch.save writes a zip archive, older "
+            "versions a pickle). Pass the .pth/.pt file the training or the download produced"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise SegkitError(
-            f"checkpoint '{path}' was refused: it carries pickled Python objects that only a full unpickle could "
-            f"build (read with weights_only=True; nothing in it was run). Re-save it as a plain state_dict. "
-            f"Detail: {str(err).splitlines()[0]}"
+            f"checkpoint '{path}' was refused: {_what_was_refused(err)}, which only a full unpickle could build "
+            "(it was read with weights_only=True; nothing in it was run). Re-save the weights as a plain state_dict "
+            "(torch.save(model.state_dict(), path))"
         ) from None
     except Exception as err:  # torch raises RuntimeError / EOFError / zipfile errors for damaged files
         raise SegkitError(
-            f"checkpoint '{path}' could not be read ({type(err).__name__}); the file is damaged or not a PyTorch "
-            "checkpoint"
+            f"checkpoint '{path}' could not be read ({type(err).__name__}); the file is damaged (truncated, or "
+            "still being written): copy or save it again"
         ) from None
     if not isinstance(obj, Mapping):
         raise SegkitError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a dict of tensors")
     return dict(obj)
+
+
+def _file_kind(path: Path) -> str:
+    """ "checkpoint" for what torch.load can read (a zip archive, or a pickle as older torch.save wrote), else what
+    the file is instead, said in words."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "is empty"
+    if head.startswith(b"PK") or head[0] == 0x80:  # a zip archive (even a truncated one), or pickle protocol 2+
+        return "checkpoint"
+    return "starts with neither a zip nor a pickle header"
+
+
+def _what_was_refused(err: Exception) -> str:
+    """The Python object a weights-only read refused, from torch's message, without its advice to unpickle."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    return f"it refers to the Python object {found.group(1)}" if found else "it holds pickled Python objects"
 
 
 def extract_state_dict(obj: Mapping, source: str = "checkpoint") -> dict[str, torch.Tensor]:
