@@ -86,6 +86,23 @@ def test_motion_photo_jpeg_is_read_and_truncated_jpeg_is_refused(tmp_path):
         read_rgb(tmp_path / "cut.jpg")
 
 
+def test_a_file_is_judged_by_its_bytes_not_its_name(tmp_path):
+    """A text file named .jpg is not an image (not "truncated"); a PNG saved as .jpg is read as the PNG it is, and
+    refused as truncated when it is cut short."""
+    from segkit.data.io import BadFileError
+
+    (tmp_path / "page.jpg").write_bytes(b"<html>404 not found</html>\n")
+    with pytest.raises(BadFileError, match="not a readable image") as err:
+        read_rgb(tmp_path / "page.jpg")
+    assert "truncated" not in str(err.value)
+    png = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8))[1].tobytes()
+    (tmp_path / "png.jpg").write_bytes(png)
+    assert read_rgb(tmp_path / "png.jpg").shape == (60, 90, 3)
+    (tmp_path / "cutpng.jpg").write_bytes(png[: len(png) // 2])
+    with pytest.raises(BadFileError, match="truncated"):
+        read_rgb(tmp_path / "cutpng.jpg")
+
+
 @pytest.mark.parametrize("task", ["saliency", "segmentation"])
 def test_tta_on_a_one_pixel_image(tmp_path, checkpoints, task):
     cv2.imwrite(str(tmp_path / "dot.png"), np.full((1, 1, 3), 200, np.uint8))

@@ -38,23 +38,25 @@ def _decode(path: Path, flags: int) -> np.ndarray:
     """The file decoded by OpenCV and turned as the file's EXIF orientation says (as every viewer shows it)."""
     data = _read_bytes(path)
     img = cv2.imdecode(data, flags)
-    if _looks_truncated(path.suffix.lower(), data):
+    if _looks_truncated(data):
         raise BadFileError(path, "is truncated (the file ends before the image data does)")
     if img is None:
         raise BadFileError(path, "is not a readable image (corrupt or unsupported format)")
     return apply_orientation(img, exif_orientation(data))
 
 
-def _looks_truncated(suffix: str, data: np.ndarray) -> bool:
+def _looks_truncated(data: np.ndarray) -> bool:
     """A JPEG whose marker stream ends before its end-of-image marker, or a PNG without its IEND chunk: OpenCV
     decodes both partially, filling the missing rows with grey. Data after a JPEG's end (a motion photo's video)
-    is allowed."""
-    if suffix in (".jpg", ".jpeg"):
+    is allowed. Told by the file's first bytes, not its name (a PNG saved as .jpg is a PNG); a file that is
+    neither is left to the decoder."""
+    head = data[:8].tobytes()
+    if head.startswith(b"\xff\xd8"):
         if data[-2:].tobytes() == b"\xff\xd9":
             return False  # ends with its end-of-image marker: the common case, no walk needed
         complete = jpeg_reaches_end(data.tobytes())
         return (b"\xff\xd9" not in data[-1024:].tobytes()) if complete is None else not complete
-    if suffix == ".png":
+    if head == b"\x89PNG\r\n\x1a\n":
         return b"IEND" not in data[-1024:].tobytes()
     return False
 
