@@ -179,17 +179,14 @@ def cudnn_fusion_available(device: torch.device | str, dtype: torch.dtype) -> bo
     return _cudnn_fusion_agrees(device, dtype)
 
 
-def run_convs_on_cudnn(module: nn.Module) -> int:
-    """Every ``ConvAct`` with a ReLU in ``module`` (a fast-path body on a GPU) as one cuDNN call per convolution;
-    returns how many. Call only where ``cudnn_fusion_available`` says so. A convolution whose first call fails
-    there (a shape the fused kernels do not take) runs unfused from then on; the first calls of a CUDA-graph model
-    run outside the capture, so the graph holds the path that worked."""
-    switched = 0
+def run_convs_on_cudnn(module: nn.Module) -> None:
+    """Every ``ConvAct`` with a ReLU in ``module`` (a fast-path body on a GPU) as one cuDNN call per convolution.
+    Call only where ``cudnn_fusion_available`` says so. A convolution whose first call fails there (a shape the
+    fused kernels do not take) runs unfused from then on; the first calls of a CUDA-graph model run outside the
+    capture, so the graph holds the path that worked."""
     for m in module.modules():
         if isinstance(m, ConvAct) and m.post != "none":
             m.cudnn = True
-            switched += 1
-    return switched
 
 
 class FasterOfTwo(nn.Module):
