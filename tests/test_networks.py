@@ -262,3 +262,36 @@ def test_cudnn_fusion_is_never_used_on_a_cpu():
     convs = [m for m in fast.modules() if isinstance(m, ConvAct)]
     assert convs and not any(m.cudnn for m in convs)
     assert_same_outputs(model, fast, torch.randn(1, 3, 64, 80))
+
+
+def test_res2net_hierarchy_written_in_place_and_the_plain_form_for_autograd_and_onnx(monkeypatch):
+    """The blocks write y_i over conv1's output (no concatenation) in inference, and build the concatenation where
+    autograd records or a tracer (ONNX export) runs; all three give the eval model's outputs, and gradients reach
+    the input."""
+    import segkit.models.fast as fast_module
+
+    model = randomize_batchnorm(create_backbone("res2net50_26w_4s")).eval()
+    fast = prepare_for_inference(model, onednn=False)  # the module form ONNX export takes, as well as the fused one
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        assert_same_outputs(model, fast, x)
+    plain_calls = []
+    real_cat = torch.cat
+    monkeypatch.setattr(fast_module.torch, "cat", lambda *a, **k: plain_calls.append(1) or real_cat(*a, **k))
+    with torch.inference_mode():
+        fast(x)
+    stage_blocks = sum(1 for m in fast.modules() if type(m).__name__ == "FusedBottle2neck" and m.is_stage_block)
+    assert len(plain_calls) == stage_blocks, "only the stage blocks concatenate in inference"
+    plain_calls.clear()
+    with torch.no_grad():
+        traced = torch.jit.trace(fast, x, check_trace=False)
+    assert len(plain_calls) == 16, "traced: every block builds the concatenation"
+    monkeypatch.undo()
+    with torch.no_grad():
+        for got, want in zip(traced(x), model(x), strict=True):
+            assert max_rel_err(got, want) < 1e-4
+    xg = x.clone().requires_grad_(True)
+    sum(f.sum() for f in fast(xg)).backward()
+    xm = x.clone().requires_grad_(True)
+    sum(f.sum() for f in model(xm)).backward()
+    assert max_rel_err(xg.grad, xm.grad) < 1e-2  # float rounding of folded BatchNorm, through 50 layers
