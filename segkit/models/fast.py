@@ -6,7 +6,8 @@ What each step buys was measured with ``segkit bench backbone`` (see ``benchmark
 - folding BatchNorm removes one full pass over every feature map;
 - in a Res2Net stage block the ``scale - 1`` 3x3 convolutions are independent (no hierarchical add), so they run
   as one grouped convolution: one kernel launch instead of ``scale - 1``, and no split/concat copies there;
-- ReLU and the residual add run in place.
+- ReLU and the residual add run in place, and the other blocks write each y_i over conv1's output instead of
+  concatenating.
 """
 
 from __future__ import annotations
