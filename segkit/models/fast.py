@@ -76,7 +76,7 @@ class FusedBottle2neck(nn.Module):
         return self.conv3(joined, shortcut)  # relu(conv3(...) + shortcut)
 
     def _hierarchy(self, reduced: torch.Tensor) -> torch.Tensor:
-        """cat(y_1, ..., y_{s-1}, x_s) with y_1 = K_1(x_1), y_i = relu(K_i(x_i + y_{i-1})), written over conv1's
+        """cat(y_1, ..., y_{s-1}, x_s) with y_1 = relu(K_1(x_1)), y_i = relu(K_i(x_i + y_{i-1})), written over conv1's
         output: each y_i takes the place of x_i once x_{i+1} has been read, and x_s stays where it is, so there is
         no concatenation. Each add reads a contiguous copy of its split: with the channel slice itself PyTorch's
         add takes a strided path, in bf16 2.7x slower than copy and add together (26 channels at 128x128: 302 vs
