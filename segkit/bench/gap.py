@@ -32,6 +32,7 @@ from torch import nn
 
 from segkit.bench.backbone import _randomize_batchnorm, machine_info, time_call
 from segkit.engine.precision import autocast
+from segkit.hardware import resolve_precision
 from segkit.models import create_backbone, prepare_for_inference
 from segkit.models.onednn import ConvAct, cudnn_fusion_available
 
@@ -77,10 +78,12 @@ def _img_s(fn: Callable[[], object], s: GapSettings, device: torch.device) -> fl
 
 def _inference_attempt(name: str, s: GapSettings, device: torch.device, benchmark: bool, **fast_kw) -> Attempt:
     attempt = Attempt(name)
-    dtype = torch.bfloat16 if fast_kw.get("precision") == "bf16" else torch.float32
-    cudnn = fast_kw.get("cudnn_fused", False) and cudnn_fusion_available(device, dtype)
-    if fast_kw.get("cudnn_fused") and not cudnn:
-        attempt.note = "cuDNN fusion unavailable here: ran unfused"
+    cudnn = False
+    if fast_kw.get("cudnn_fused"):
+        bf16 = resolve_precision(fast_kw.get("precision", "fp32"), device) == "bf16"  # as prepare_for_inference
+        cudnn = cudnn_fusion_available(device, torch.bfloat16 if bf16 else torch.float32)
+        if not cudnn:
+            attempt.note = "cuDNN fusion unavailable here: ran unfused"
     old = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = benchmark
     try:
