@@ -127,11 +127,12 @@ def _stem(deep: bool) -> tuple[nn.Module, nn.BatchNorm2d]:
     return conv, nn.BatchNorm2d(64)
 
 
-def stage_strides_and_dilations(output_stride: int) -> list[tuple[int, int, int]]:
+def stage_strides_and_dilations(output_stride: int, dilate_first_block: bool = False) -> list[tuple[int, int, int]]:
     """(stride, dilation of the first block, dilation of the other blocks) for layer1..layer4.
 
     Strides that would take the network past ``output_stride`` are replaced by dilation; a dilated stage's
-    first block keeps the previous stage's dilation (the DeepLab / torchvision / timm convention).
+    first block keeps the previous stage's dilation (the DeepLabv3 / torchvision / timm convention), or takes the
+    stage's own with ``dilate_first_block`` (DeepLab v2's ResNet, which Res2Net-PoolNet's backbone follows).
     """
     if output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
@@ -145,7 +146,7 @@ def stage_strides_and_dilations(output_stride: int) -> list[tuple[int, int, int]
             stride = 1
         else:
             net_stride *= stride
-        plan.append((stride, prev_dilation, dilation))
+        plan.append((stride, dilation if dilate_first_block else prev_dilation, dilation))
     return plan
 
 
@@ -153,17 +154,26 @@ class Res2Net(nn.Module):
     """Res2Net feature extractor: ``forward(x)`` returns the outputs of layer1..layer4.
 
     ``out_channels`` and ``strides`` describe those four maps; ``fc`` is absent (ImageNet heads are not used).
+    ``dilate_first_block`` and ``stem_pool_ceil`` (the stem's max-pool rounds its output size up) reproduce the
+    layout of DeepLab v2's ResNet, on which Res2Net-PoolNet builds; both are off in the official classifiers.
     """
 
-    def __init__(self, spec: Res2NetSpec, output_stride: int = 32) -> None:
+    def __init__(
+        self,
+        spec: Res2NetSpec,
+        output_stride: int = 32,
+        *,
+        dilate_first_block: bool = False,
+        stem_pool_ceil: bool = False,
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.output_stride = output_stride
         self.conv1, self.bn1 = _stem(spec.deep_stem)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.maxpool = nn.MaxPool2d(3, 2, 1, ceil_mode=stem_pool_ceil)
         inplanes = 64
-        plan = stage_strides_and_dilations(output_stride)
+        plan = stage_strides_and_dilations(output_stride, dilate_first_block)
         for idx, (planes, blocks, (stride, first_dil, dil)) in enumerate(
             zip(STAGE_PLANES, spec.layers, plan, strict=True)
         ):
@@ -229,7 +239,3 @@ RES2NET_ALIASES: dict[str, str] = {
     "res2net101d": "res2net101_v1b_26w_4s",
 }
 
-
-def res2net(name: str, output_stride: int = 32) -> Res2Net:
-    """Build the Res2Net variant ``name`` (official name or timm alias) with random weights."""
-    return Res2Net(RES2NET_SPECS[RES2NET_ALIASES.get(name, name)], output_stride=output_stride)
