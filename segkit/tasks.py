@@ -147,9 +147,11 @@ class Task:
 
     # ---------------------------------------------------------------- predictions
 
-    def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
-        """Probabilities of a normalised (1, 3, H, W) image at its size: (H, W) for a one-map task, else
-        (C, H, W)."""
+    def network_probs(
+        self, net: Net, x: torch.Tensor, settings: InferenceSettings, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Probabilities of a normalised (1, 3, h, w) image at the image's ``size`` (H, W): (H, W) for a one-map
+        task, else (C, H, W). ``x`` is the image itself, or already resized for the network (the "pil" resize)."""
         raise NotImplementedError
 
     def to_mask(self, probs: np.ndarray) -> np.ndarray:
@@ -225,14 +227,54 @@ class Task:
         return f"<task {self.name}>"
 
 
+# One-map networks by ``model.arch``: segkit's PoolNet-style design (None, "poolnet"), and the published networks
+# computing what their authors' code computes (segkit.models.published).
+ONE_MAP_ARCHS = ("poolnet", "poolnet-res2net", "pranet", "sinet-v2")
+
+
+def one_map_network(arch: str, backbone, output_stride, pretrained_backbone, decoder_channels) -> nn.Module:
+    """The one-map network ``arch`` (a name in ``ONE_MAP_ARCHS``) on ``backbone``."""
+    if arch == "poolnet":
+        from segkit.models.poolnet import PoolNet
+
+        return PoolNet(backbone, decoder_channels or 128, output_stride or 32, pretrained_backbone)
+    if output_stride not in (None, 16 if arch == "poolnet-res2net" else 32):
+        raise SegkitError(f"config key 'model.output_stride': {arch} has a fixed output stride; leave it unset")
+    if arch == "poolnet-res2net":
+        from segkit.models.poolnet_res2net import PoolNetRes2Net
+
+        return PoolNetRes2Net(backbone, pretrained_backbone)
+    if arch == "pranet":
+        from segkit.models.pranet import PraNet
+
+        return PraNet(backbone, decoder_channels or 32, pretrained_backbone)
+    if arch == "sinet-v2":
+        from segkit.models.sinet_v2 import SINetV2
+
+        return SINetV2(backbone, decoder_channels or 32, pretrained_backbone)
+    raise SegkitError(
+        f"config key 'model.arch': '{arch}' is not a one-map network; valid: {', '.join(ONE_MAP_ARCHS)} "
+        "(smp's architectures are for --task segmentation)"
+    )
+
+
 class SaliencyTask(Task):
     """Salient object detection: grey-level masks (object > 128), a PoolNet-style network, the SOD metrics."""
 
     name = "saliency"
     primary_metric = "max_fm"
     metric_keys = ("mae", "sm", "wfm", "adp_fm", "mean_fm", "max_fm", "adp_em", "mean_em", "max_em", "boundary_iou")
+    table_metrics: ClassVar[tuple[str, ...]] = ("max_fm", "mae", "sm", "mean_em")  # eval --data's default columns
     caption_keys = {"MAE": "mae", "maxF": "max_fm"}
     scores_test_sets = True
+    default_arch: ClassVar[str] = "poolnet"
+
+    @property
+    def datasets(self):
+        """The community's datasets: layouts, training sets, the papers' test-set order."""
+        from segkit.data.saliency import SOD
+
+        return SOD
 
     def truth(self, gt: np.ndarray):
         from segkit.metrics.saliency import SaliencyTruth
@@ -284,17 +326,20 @@ class SaliencyTask(Task):
         return make_saliency_demo(out, spec or BuiltinSpec())
 
     def dataset_source(self, root: Path | str, split: str, reading: str = "standard") -> SampleSource:
-        """DUTS-TR (train) or DUTS-TE (val) under ``root``."""
-        from segkit.data.saliency import find_source, pair_files
+        """The family's training set(s) (train; DUTS-TR for saliency) or its validation test set (val; DUTS-TE)
+        under ``root``."""
+        from segkit.data.saliency import find_source, pair_files, training_sources
 
-        found = find_source(root, "DUTS-TR" if split == "train" else "DUTS-TE")
-        pairs = pair_files(found.image_dir, found.mask_dir).pairs
-        return self.file_source(pairs, str(found.image_dir), self.builtin_classes(), reading)
+        family = self.datasets
+        found = training_sources(root, family) if split == "train" else [find_source(root, family.val, family)]
+        pairs = [pair for source in found for pair in pair_files(source.image_dir, source.mask_dir).pairs]
+        where = " + ".join(str(source.image_dir) for source in found)
+        return self.file_source(pairs, where, self.builtin_classes(), reading)
 
     def check_dataset(self, root: Path | str) -> CheckReport:
         from segkit.data.check import check_root, check_saliency
 
-        return check_saliency(check_root(root), self.mask_checks())
+        return check_saliency(check_root(root), self.mask_checks(), self.datasets)
 
     def train_transform(self, size_px: int):
         from segkit.data.transforms import saliency_train
@@ -307,19 +352,13 @@ class SaliencyTask(Task):
         return grey_target(mask)
 
     def build_network(self, backbone, num_classes, output_stride, pretrained_backbone, decoder_channels, arch=None):
-        from segkit.models.poolnet import PoolNet
+        arch = arch or self.default_arch
+        return one_map_network(arch, backbone, output_stride, pretrained_backbone, decoder_channels)
 
-        if arch not in (None, "poolnet"):
-            raise SegkitError(
-                f"config key 'model.arch': the saliency task's network is PoolNet ('poolnet'), got '{arch}'; "
-                "smp's architectures are for --task segmentation"
-            )
-        return PoolNet(backbone, decoder_channels or 128, output_stride or 32, pretrained_backbone)
-
-    def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
+    def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings, size) -> torch.Tensor:
         from segkit.engine.inference import saliency_probs
 
-        return saliency_probs(net, x, settings)[0, 0]  # (H, W)
+        return saliency_probs(net, x, settings, size)[0, 0]  # (H, W)
 
     def to_mask(self, probs: np.ndarray) -> np.ndarray:
         from segkit.conventions import probs_to_uint8
@@ -360,6 +399,87 @@ class SaliencyTask(Task):
 
     def summary(self, scores) -> str:
         return f"{super().summary(scores)}, MAE {scores.mae:.4f}"
+
+
+class CamouflageTask(SaliencyTask):
+    """Camouflaged object detection (COD): binary masks, SINet-V2 by default, the COD datasets and SINet-V2's
+    table columns (S-measure, mean E-measure, weighted F, MAE)."""
+
+    name = "camouflage"
+    primary_metric = "sm"
+    table_metrics = ("sm", "mean_em", "wfm", "mae")
+    caption_keys = {"S": "sm", "MAE": "mae"}
+    default_arch = "sinet-v2"
+    default_loss = "structure"
+    default_config = "demo_camouflage.yaml"
+
+    @property
+    def datasets(self):
+        from segkit.data.saliency import COD
+
+        return COD
+
+    def builtin_sample(self, split: str, index: int, spec: BuiltinSpec) -> tuple[np.ndarray, np.ndarray]:
+        from segkit.data.builtin import camouflage_sample
+
+        return camouflage_sample(split, index, spec)
+
+    def make_demo(self, out: Path | str, spec: BuiltinSpec | None = None) -> Path:
+        """SINet-V2's layout: ``TrainDataset/Imgs|GT`` (train) and ``TestDataset/CAMO/Imgs|GT`` (val)."""
+        from segkit.data.builtin import BuiltinSpec, camouflage_sample, make_binary_demo
+
+        return make_binary_demo(out, camouflage_sample, "TrainDataset", "TestDataset/CAMO", "Imgs", "GT",
+                                spec or BuiltinSpec())  # fmt: skip
+
+    def metric_conventions(self, num_classes: int) -> dict[str, str]:
+        from segkit.metrics.card import saliency_conventions
+
+        return {**saliency_conventions(), "table": "SINet-V2's columns: S-measure, mean E-measure, weighted F, MAE"}
+
+
+class PolypTask(SaliencyTask):
+    """Polyp segmentation: binary masks, PraNet by default, the polyp datasets, PraNet's mean Dice and IoU
+    (``segkit.metrics.polyp``) beside the saliency scores."""
+
+    name = "polyp"
+    primary_metric = "mdice"
+    metric_keys = (*SaliencyTask.metric_keys, "mdice", "miou", "max_dice", "max_iou")
+    table_metrics = ("mdice", "miou", "wfm", "sm", "max_em", "mae")
+    caption_keys = {"Dice": "mdice", "IoU": "miou"}
+    default_arch = "pranet"
+    default_loss = "structure"
+    default_config = "demo_polyp.yaml"
+
+    @property
+    def datasets(self):
+        from segkit.data.saliency import POLYP
+
+        return POLYP
+
+    def builtin_sample(self, split: str, index: int, spec: BuiltinSpec) -> tuple[np.ndarray, np.ndarray]:
+        from segkit.data.builtin import polyp_sample
+
+        return polyp_sample(split, index, spec)
+
+    def make_demo(self, out: Path | str, spec: BuiltinSpec | None = None) -> Path:
+        """PraNet's layout: ``TrainDataset/image|mask`` (train) and ``TestDataset/Kvasir/images|masks`` (val)."""
+        from segkit.data.builtin import BuiltinSpec, make_binary_demo, polyp_sample
+
+        return make_binary_demo(out, polyp_sample, "TrainDataset", "TestDataset/Kvasir", "images", "masks",
+                                spec or BuiltinSpec())  # fmt: skip
+
+    def metrics(self, num_classes: int = 1, **options):
+        from segkit.metrics.polyp import PolypMetrics
+
+        return PolypMetrics(**options)
+
+    def metric_conventions(self, num_classes: int) -> dict[str, str]:
+        from segkit.metrics.card import polyp_conventions, saliency_conventions
+
+        return {**saliency_conventions(), **polyp_conventions()}
+
+    def summary(self, scores) -> str:
+        return f"mDice {scores.mdice:.4f}, mIoU {scores.miou:.4f}, MAE {scores.mae:.4f}"
 
 
 class SegmentationTask(Task):
@@ -464,7 +584,7 @@ class SegmentationTask(Task):
                 f"{config.data.image_size}"
             )
 
-    def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
+    def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings, size) -> torch.Tensor:
         from segkit.engine.inference import segmentation_probs
 
         return segmentation_probs(net, x, settings)[0]  # (C, H, W)
@@ -542,7 +662,9 @@ class _MaskCheck:
         return problem
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (SaliencyTask(), SegmentationTask())}
+TASKS: dict[str, Task] = {
+    task.name: task for task in (SaliencyTask(), SegmentationTask(), CamouflageTask(), PolypTask())
+}
 
 
 def task_names() -> tuple[str, ...]:

@@ -20,6 +20,19 @@ def sod_reference() -> Path:
     pytest.skip(f"shared SOD reference data not found at {SOD_REFERENCE} (only CI has it; CI=true makes this fail)")
 
 
+PUBLISHED_REFERENCE = SOD_REFERENCE.parent / "published-models"
+
+
+@pytest.fixture(scope="session")
+def published_reference() -> Path:
+    """The authors' state-dict layouts and outputs of the published networks (shared/data/published-models)."""
+    if PUBLISHED_REFERENCE.is_dir():
+        return PUBLISHED_REFERENCE
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but the shared published-model reference is missing at {PUBLISHED_REFERENCE}")
+    pytest.skip(f"published-model reference not found at {PUBLISHED_REFERENCE} (only CI has it; CI=true makes this fail)")
+
+
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every BatchNorm non-trivial statistics and affine parameters, so equalities test real folding."""
     gen = torch.Generator().manual_seed(seed)

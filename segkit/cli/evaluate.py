@@ -354,8 +354,10 @@ def run_test_sets(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise SegkitError(f"--workers must be a positive number of processes, got {args.workers}")
     methods = named_paths(args.pred, "--pred", allow_unnamed=True)
-    metrics = chosen_metrics(args, task, DEFAULT_TABLE)
-    results = evaluate_benchmark(task.name, args.data, methods, args.strict_size, args.workers, progress_bar("map"))
+    metrics = chosen_metrics(args, task, task.table_metrics)
+    results = evaluate_benchmark(
+        task.name, args.data, methods, args.strict_size, args.workers, progress_bar("map"), task.datasets
+    )
     return report_results(results, metrics, args)
 
 
@@ -364,7 +366,7 @@ def run_checkpoint_test_sets(args: argparse.Namespace, loaded) -> int:
     from segkit.engine.evaluate import evaluate_test_sets
     from segkit.tasks import get_task
 
-    metrics = chosen_metrics(args, get_task(loaded.task), DEFAULT_TABLE)
+    metrics = chosen_metrics(args, get_task(loaded.task), get_task(loaded.task).table_metrics)
     if args.save_preds:
         check_writable_parent(args.save_preds, "--save-preds")  # DIR itself is created
     results = evaluate_test_sets(
@@ -376,9 +378,6 @@ def run_checkpoint_test_sets(args: argparse.Namespace, loaded) -> int:
     if args.save_preds:
         say(f"wrote the maps under {args.save_preds}/<dataset>/")
     return report_results(results, metrics, args)
-
-
-DEFAULT_TABLE = ("max_fm", "mae", "sm", "mean_em")
 
 
 def report_results(results, metrics: tuple[str, ...], args: argparse.Namespace) -> int:

@@ -173,3 +173,60 @@ def make_segmentation_demo(out: Path | str, spec: BuiltinSpec = BuiltinSpec()) -
             save_label_png(voc / MASK_DIR / f"{image_id}.png", labels)
         (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
     return out
+
+
+def camouflage_sample(split: str, index: int, spec: BuiltinSpec = BuiltinSpec()) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8, 0/255 mask uint8) of one built-in camouflage sample: an object cut from the same texture as
+    the background around it (another crop of it, slightly shifted in tint and scale), so only a faint seam, a
+    change of grain and a soft shadow give it away; deterministic."""
+    rng = np.random.default_rng([spec.seed, _SPLITS[split], index, 2])
+    size = spec.image_size_px
+    texture = str(rng.choice(_BACKGROUND_TEXTURES))
+    tint = rng.uniform(0.6, 1.0, size=3)
+    background = _crop(rng, _photo(texture), size)[..., 0].astype(np.float32)[..., None] * tint
+    skin = _crop(rng, _photo(texture), size)[..., 0].astype(np.float32)[..., None] * tint * rng.uniform(0.85, 1.15)
+    shape = _shape_mask(rng, size, scale=rng.uniform(0.16, 0.28), limbs=int(rng.integers(0, 3))) > 0
+    shadow = cv2.GaussianBlur(shape.astype(np.float32), (0, 0), size / 40) * rng.uniform(0.05, 0.15)
+    img = background * (1 - shadow[..., None])
+    img[shape] = skin[shape]
+    img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    return img, np.where(shape, 255, 0).astype(np.uint8)
+
+
+def polyp_sample(split: str, index: int, spec: BuiltinSpec = BuiltinSpec()) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8, 0/255 mask uint8) of one built-in polyp sample: one or two smooth, shaded blobs (a raised,
+    slightly redder surface with a specular highlight) on a pink-red textured mucosa under vignetted light, as a
+    colonoscopy frame looks; deterministic."""
+    rng = np.random.default_rng([spec.seed, _SPLITS[split], index, 3])
+    size = spec.image_size_px
+    grain = _crop(rng, _photo(str(rng.choice(("grass", "gravel", "moon", "brick")))), size)[..., 0] / 255.0
+    base = np.array([rng.uniform(170, 220), rng.uniform(70, 110), rng.uniform(60, 90)], np.float32)
+    img = base * (0.75 + 0.35 * grain[..., None].astype(np.float32))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    img *= (1 - 0.9 * (xx**2 + yy**2))[..., None]  # the endoscope's light falls off to the corners
+    mask = np.zeros((size, size), bool)
+    for _ in range(rng.integers(1, 3)):
+        shape = _shape_mask(rng, size, scale=rng.uniform(0.1, 0.22), limbs=0) > 0
+        dome = cv2.GaussianBlur(shape.astype(np.float32), (0, 0), size / 25)
+        colour = base * np.array([rng.uniform(0.95, 1.1), rng.uniform(0.7, 0.9), rng.uniform(0.7, 0.9)], np.float32)
+        img = np.where(shape[..., None], colour * (0.7 + 0.5 * dome[..., None]), img)
+        mask |= shape
+    highlight = cv2.GaussianBlur((rng.random((size, size)) > 0.9998).astype(np.float32), (0, 0), 1.5) * 4000
+    img = np.clip(img + highlight[..., None] + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+    return img, np.where(mask, 255, 0).astype(np.uint8)
+
+
+def make_binary_demo(out: Path | str, sample, train_dir: str, test_dir: str, image_dir: str, mask_dir: str,
+                     spec: BuiltinSpec = BuiltinSpec()) -> Path:  # fmt: skip
+    """Write a built-in binary-map dataset in its community's layout: ``out/train_dir/{image_dir,mask_dir}`` (the
+    training split) and ``out/test_dir/{image_dir,mask_dir}`` (the validation split as a test set)."""
+    out = Path(out)
+    for split, folder in (("train", train_dir), ("val", test_dir)):
+        img_dir, msk_dir = out / folder / image_dir, out / folder / mask_dir
+        img_dir.mkdir(parents=True, exist_ok=True)
+        msk_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(spec.count(split)):
+            img, mask = sample(split, i, spec)
+            _write_jpeg(img_dir / f"{split}_{i:05d}.jpg", img)
+            cv2.imwrite(str(msk_dir / f"{split}_{i:05d}.png"), mask)
+    return out

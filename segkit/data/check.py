@@ -90,11 +90,13 @@ def _orientation_hint(image: Path, mask_shape: tuple, image_shape: tuple) -> str
     return " (the sizes differ by a quarter turn: is one of the two rotated?)"
 
 
-def check_saliency(root: Path, check_mask=None) -> CheckReport:
-    """Every saliency dataset under ``root`` (the layouts of ``segkit.data.saliency``); ``check_mask(mask, 1)``
-    names what is wrong with a mask's values."""
+def check_saliency(root: Path, check_mask=None, family=None) -> CheckReport:
+    """Every dataset under ``root`` in the family's layouts (``segkit.data.saliency``; default: the saliency
+    datasets); ``check_mask(mask, 1)`` names what is wrong with a mask's values."""
+    from segkit.data.saliency import SOD
+
     report = CheckReport()
-    for source in find_saliency_sources(root):
+    for source in find_saliency_sources(root, family or SOD):
         pairs = pair_files(source.image_dir, source.mask_dir)
         report.samples[source.name] = len(pairs.pairs)
         for p in pairs.images_without_mask:

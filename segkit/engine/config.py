@@ -47,7 +47,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = "sgd"  # "sgd" or "adamw"
+    name: str = "sgd"  # "sgd", "adamw" or "adam" (L2 weight decay, as the published PoolNet/PraNet/SINet-V2)
     lr: float = 0.007  # base learning rate (per total batch the recipe was tuned for)
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 1e-4
@@ -75,13 +75,13 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    task: str = "saliency"  # a name in segkit.tasks.TASKS: "saliency" or "segmentation"
+    task: str = "saliency"  # a name in segkit.tasks.TASKS: saliency, segmentation, camouflage, polyp
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    loss: str = "auto"  # "auto" (the task's: bce_iou for saliency, ce for segmentation), "bce", "bce_iou", "ce"
+    loss: str = "auto"  # "auto" (the task's), "bce", "bce_iou", "ce", "structure" (PraNet's, SINet-V2's)
     amp: bool = True  # bf16 autocast where bf16 is native and faster (CUDA; CPUs where it measures faster)
     channels_last: bool = True
     sync_bn: bool = True  # SyncBatchNorm when distributed on GPUs (PyTorch has none for CPU processes)
@@ -182,7 +182,7 @@ def validate(config: ExperimentConfig) -> None:
     checks = [
         (config.task in TASKS, "task", f"must be one of {', '.join(TASKS)}"),
         (config.loss == "auto" or config.loss in LOSSES, "loss", f"must be auto or one of {', '.join(LOSSES)}"),
-        (config.optim.name in ("sgd", "adamw"), "optim.name", "must be sgd or adamw"),
+        (config.optim.name in ("sgd", "adamw", "adam"), "optim.name", "must be sgd, adamw or adam"),
         (config.schedule.policy in ("poly", "cosine"), "schedule.policy", "must be poly or cosine"),
         (config.optim.lr > 0, "optim.lr", "must be positive"),
         (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),

@@ -117,7 +117,7 @@ def evaluate_test_sets(
     sal = get_task(predictor.task)
     if not sal.scores_test_sets:
         raise SegkitError(f"scoring every test set under --data is for saliency models, not {sal.name}; give --split")
-    sources, skipped = find_test_sets(root)
+    sources, skipped = find_test_sets(root, sal.datasets)
     classes = sal.builtin_classes()
     sets = {
         s.name: sal.file_source(pair_files(s.image_dir, s.mask_dir).pairs, str(s.image_dir), classes) for s in sources

@@ -64,6 +64,9 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
         "segkit_task": cfg.task,
         "segkit_size_multiple": str(multiple),
         "segkit_saliency_size": str(settings.saliency_size_px),
+        "segkit_saliency_resize": settings.saliency_resize,
+        "segkit_minmax": str(int(settings.minmax)),
+        "segkit_min_side": str(settings.min_side_px),
         "segkit_class_names": ",".join(getattr(model, "class_names", ())),
         "segkit_notice": builtin_data_notice(cfg) or "",
     }

@@ -16,35 +16,58 @@ import torch.nn.functional as F
 from torch import nn
 
 from segkit.data.normalize import normalize
+from segkit.errors import SegkitError
 from segkit.tasks import get_task
 
 Net = Callable[[torch.Tensor], torch.Tensor]
 TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
+# How a one-map network (saliency, camouflage, polyp) sees an image: "square": resized to a square of
+# saliency_size_px by bilinear interpolation of the normalised tensor (segkit's own networks); "pil": the 8-bit image
+# resized to that square by PIL's bilinear filter, as torchvision's Resize on a PIL image does (PraNet's and
+# SINet-V2's test loaders); "native": the image at its own size, as Res2Net-PoolNet's test script runs it.
+SALIENCY_RESIZES = ("square", "pil", "native")
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     task: str  # a name in segkit.tasks.TASKS
     size_multiple: int = 32  # model input sides are padded to a multiple of this (segmentation)
-    saliency_size_px: int = 320  # saliency: the side the model sees
+    saliency_size_px: int = 320  # one-map tasks: the side the model sees (square and pil resizes)
     tta: bool = False
     window_px: int = 512  # segmentation: images with a side above this are predicted by sliding window
     device: str = "cpu"
+    saliency_resize: str = "square"  # one of SALIENCY_RESIZES
+    minmax: bool = False  # one-map tasks: probabilities min-max normalised per image (PraNet's, SINet-V2's tests)
+    min_side_px: int = 32  # "native": a smaller image is enlarged until its shorter side has this many pixels
 
 
 def inference_settings(
     task: str, model: nn.Module, config, tta: bool = False, device: str = "cpu"
 ) -> InferenceSettings:
     """The settings a model needs, derived in one place from its task, the model (the ``size_multiple`` every
-    segkit network carries) and the experiment config (``data.eval_size``, else ``data.image_size``, is the side a
-    saliency model sees)."""
+    segkit network carries; a published network's test pipeline: ``test_resize``, ``test_minmax``,
+    ``min_side_px``) and the experiment config (``data.eval_size``, else ``data.image_size``, is the side a
+    one-map model sees)."""
     return InferenceSettings(
         task=task,
         size_multiple=model.size_multiple,
         saliency_size_px=config.data.eval_size or config.data.image_size,
         tta=tta,
         device=device,
+        saliency_resize=getattr(model, "test_resize", "square"),
+        minmax=getattr(model, "test_minmax", False),
+        min_side_px=getattr(model, "min_side_px", 32),
     )
+
+
+def pil_square(image: np.ndarray, side: int) -> np.ndarray:
+    """An RGB uint8 image resized to ``side`` x ``side`` by PIL's bilinear filter (torchvision's ``Resize`` on a
+    PIL image), which the published polyp and camouflage models were tested with."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
 
 
 def torch_net(model: nn.Module, device: str, bf16: bool = False) -> Net:
@@ -147,25 +170,48 @@ def segmentation_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch
     return total / (len(scales) * (2 if s.tta else 1))  # (1, C, H, W)
 
 
-def saliency_probs(net: Net, x: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
-    """Sigmoid probabilities (1, 1, H, W): a square resize at each scale, averaged over scales and flips."""
-    h, w = x.shape[-2:]
+def _one_map_input(x: torch.Tensor, scale: float, s: InferenceSettings) -> torch.Tensor:
+    """What a one-map network sees at ``scale``: at 1 the image as ``s.saliency_resize`` says (a "pil" input is
+    resized already); other scales resize that to a square whose side is a multiple of 32 ("native": by the
+    scale, keeping the aspect)."""
+    if s.saliency_resize == "native":
+        shorter = min(x.shape[-2:]) * scale
+        grow = max(1.0, s.min_side_px / shorter)
+        return x if scale * grow == 1.0 else _rescale(x, scale * grow)
+    if s.saliency_resize == "pil" and scale == 1.0:
+        return x
+    if s.saliency_resize not in SALIENCY_RESIZES:
+        raise SegkitError(f"unknown saliency resize '{s.saliency_resize}'; valid: {', '.join(SALIENCY_RESIZES)}")
+    side = max(32, int(round(s.saliency_size_px * scale / 32)) * 32)
+    return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+
+
+def saliency_probs(
+    net: Net, x: torch.Tensor, s: InferenceSettings, size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Sigmoid probabilities (1, 1, H, W) at ``size`` (default: ``x``'s), averaged over scales and flips, then
+    min-max normalised when ``s.minmax``."""
+    h, w = size or x.shape[-2:]
     scales = TTA_SCALES if s.tta else (1.0,)
     total = None
     for scale in scales:
-        side = max(32, int(round(s.saliency_size_px * scale / 32)) * 32)
-        xs = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+        xs = _one_map_input(x, scale, s)
         for flip in (False, True) if s.tta else (False,):
             inp = xs.flip(-1) if flip else xs
             logits = net(inp).float()
             logits = logits.flip(-1) if flip else logits
             probs = _resized(logits, (h, w)).sigmoid()
             total = probs if total is None else total + probs
-    return total / (len(scales) * (2 if s.tta else 1))  # (1, 1, H, W)
+    probs = total / (len(scales) * (2 if s.tta else 1))  # (1, 1, H, W)
+    if s.minmax:  # the authors' (p - min) / (max - min + 1e-8)
+        probs = (probs - probs.min()) / (probs.max() - probs.min() + 1e-8)
+    return probs
 
 
 @torch.inference_mode()
 def predict_probs(net: Net, image: np.ndarray, s: InferenceSettings) -> np.ndarray:
-    """Probabilities at the image's size: (H, W) for saliency, (C, H, W) for segmentation (the task's form)."""
-    x = _to_batch(image, s.device)
-    return get_task(s.task).network_probs(net, x, s).float().cpu().numpy()
+    """Probabilities at the image's size: (H, W) for a one-map task, (C, H, W) for segmentation (the task's
+    form)."""
+    seen = pil_square(image, s.saliency_size_px) if s.saliency_resize == "pil" else image
+    x = _to_batch(seen, s.device)
+    return get_task(s.task).network_probs(net, x, s, image.shape[:2]).float().cpu().numpy()

@@ -91,7 +91,7 @@ def _folder_config(model: nn.Module, ckpt: dict) -> dict:
         "format": FOLDER_FORMAT,
         "segkit_version": __version__,
         "task": cfg.task,
-        "architecture": getattr(model, "arch", "poolnet"),
+        "architecture": getattr(model, "arch", None) or cfg.model.arch or get_task(cfg.task).default_arch,
         "backbone": cfg.model.backbone,
         "num_classes": int(getattr(model, "num_classes", 1)),
         "class_names": list(model.class_names),
@@ -111,7 +111,41 @@ def _folder_config(model: nn.Module, ckpt: dict) -> dict:
             "best": float(ckpt["best"]) if "best" in ckpt else None,
         },
         "experiment": to_dict(cfg),
-    }
+    } | _published_source(ckpt.get("published"))
+
+
+def _published_source(name: str | None) -> dict:
+    """A released network's provenance for the model card: paper, authors, code, weights, licence terms."""
+    if name is None:
+        return {}
+    from segkit.models.published import get_published
+
+    net = get_published(name)
+    return {"published": {"network": net.name, "paper": net.paper, "authors": net.authors, "code": net.code,
+                          "weights": net.weights, "licence": net.licence, "reported": net.published,
+                          "test_pipeline": net.test_script}}  # fmt: skip
+
+
+def _source_lines(source: dict) -> list[str]:
+    reported = "; ".join(
+        f"{dataset}: " + ", ".join(f"{k} {v}" for k, v in scores.items())
+        for dataset, scores in source["reported"].items()
+    )
+    return [
+        f"The released weights of **{source['network']}**, read by segkit from the authors' file as they saved it "
+        "(segkit's modules compute what the authors' code computes; tested against the authors' outputs).",
+        "",
+        "## Source",
+        "",
+        f"- Paper: {source['paper']}",
+        f"- Authors: {source['authors']}",
+        f"- Code: {source['code']}",
+        f"- Weights: {source['weights']}",
+        f"- Licence terms: {source['licence']}",
+        f"- Reported in the paper (not re-measured by segkit): {reported}",
+        f"- Test pipeline: {source['test_pipeline']}",
+        "",
+    ]
 
 
 def _data_description(cfg: ExperimentConfig) -> str:
@@ -136,12 +170,16 @@ def model_card(config: dict, scores: dict[str, str]) -> str:
     """The folder's README.md."""
     task, arch, backbone = config["task"], config["architecture"], config["backbone"]
     training = config["training"]
-    lines = [
-        f"# segkit model: {task}, {arch} on {backbone}",
-        "",
-        f"Made with segkit {config['segkit_version']} from a checkpoint of step {training['steps']}. "
-        f"Trained on {training['data']}.",
-        "",
+    lines = [f"# segkit model: {task}, {arch} on {backbone}", ""]
+    if "published" in config:
+        lines += _source_lines(config["published"])
+    else:
+        lines += [
+            f"Made with segkit {config['segkit_version']} from a checkpoint of step {training['steps']}. "
+            f"Trained on {training['data']}.",
+            "",
+        ]
+    lines += [
         "## Validation",
         "",
     ]

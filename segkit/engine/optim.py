@@ -23,6 +23,8 @@ def build_optimizer(model: nn.Module, optim) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, momentum=optim.momentum, weight_decay=optim.weight_decay)
     elif optim.name == "adamw":
         return torch.optim.AdamW(groups, weight_decay=optim.weight_decay)
+    elif optim.name == "adam":  # weight decay as an L2 term in the gradient (the published recipes' Adam)
+        return torch.optim.Adam(groups, weight_decay=optim.weight_decay)
     else:
         raise ValueError(f"unknown optimiser '{optim.name}'")  # validated when the config is loaded
 

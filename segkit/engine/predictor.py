@@ -94,6 +94,9 @@ class OnnxNet:
         self.task = meta["segkit_task"]
         self.size_multiple = int(meta.get("segkit_size_multiple", 32))
         self.saliency_size_px = int(meta.get("segkit_saliency_size", 320))
+        self.saliency_resize = meta.get("segkit_saliency_resize", "square")
+        self.minmax = meta.get("segkit_minmax", "0") == "1"
+        self.min_side_px = int(meta.get("segkit_min_side", 32))
         names = meta.get("segkit_class_names", "")
         self.class_names = tuple(names.split(",")) if names else ()
         self.notice = meta.get("segkit_notice") or None
@@ -191,7 +194,16 @@ class Predictor:
         if path.suffix.lower() == ".onnx":
             onnx = OnnxNet(path)
             self.task, self.net, self.class_names = get_task(onnx.task).name, onnx, onnx.class_names
-            self.settings = InferenceSettings(onnx.task, onnx.size_multiple, onnx.saliency_size_px, tta, device="cpu")
+            self.settings = InferenceSettings(
+                onnx.task,
+                onnx.size_multiple,
+                onnx.saliency_size_px,
+                tta,
+                device="cpu",
+                saliency_resize=onnx.saliency_resize,
+                minmax=onnx.minmax,
+                min_side_px=onnx.min_side_px,
+            )
             self.notice, self.precision = onnx.notice, "fp32"
             return
         self.precision = resolve_precision(precision, device)

@@ -47,6 +47,17 @@ def saliency_conventions() -> dict[str, str]:
     }
 
 
+def polyp_conventions() -> dict[str, str]:
+    return {
+        "dice_iou": "as PraNet's eval/main.m and Fmeasure_calu.m: the map / 255 min-max normalised as MATLAB's "
+        "mapminmax (a constant map unchanged), ground truth > 128; at each of 256 thresholds 1:-1/255:0 (MATLAB's "
+        "colon) a pixel is predicted when >= the threshold; Dice = 2TP/(|G|+|P|), IoU = TP/(TP+FP+FN), both 0 when "
+        "TP = 0 (even when both are empty); averaged over images per threshold, then mean (mdice, miou) or max "
+        "(max_dice, max_iou) over the thresholds",
+        "table": "PraNet's columns: mean Dice, mean IoU, weighted F, S-measure, max E-measure, MAE",
+    }
+
+
 def segmentation_conventions(num_classes: int) -> dict[str, str]:
     return {
         "classes": f"{num_classes} classes, label {IGNORE_INDEX} ignored",

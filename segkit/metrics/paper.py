@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segkit.data.io import list_images
-from segkit.data.saliency import SaliencySource, find_saliency_sources
+from segkit.data.saliency import SOD, DatasetFamily, SaliencySource, find_saliency_sources
 from segkit.errors import SegkitError
 from segkit.metrics.card import metric_card
 from segkit.metrics.folders import FolderScores, Plan, Unscored, plan_dataset, score_plans
 
-TRAINING_SETS = ("DUTS-TR",)  # found under a root, never scored as a test set
-# The order saliency papers print their test sets in; other datasets follow, alphabetically.
-PAPER_ORDER = ("ECSSD", "HKU-IS", "PASCAL-S", "DUT-OMRON", "DUTS-TE")
+TRAINING_SETS = SOD.training_sets  # found under a root, never scored as a test set
+# The order saliency papers print their test sets in; other datasets follow, alphabetically (each family its own).
+PAPER_ORDER = SOD.paper_order
 
 
 def dataset_key(name: str) -> str:
@@ -39,22 +39,23 @@ def dataset_name(gt_dir: Path | str) -> str:
     return found.name if found is not None and found.mask_dir.resolve() == gt_dir.resolve() else gt_dir.name
 
 
-def is_training_set(name: str) -> bool:
-    return dataset_key(name) in {dataset_key(n) for n in TRAINING_SETS}
+def is_training_set(name: str, family: DatasetFamily = SOD) -> bool:
+    return dataset_key(name) in {dataset_key(n) for n in family.training_sets}
 
 
-def find_test_sets(root: Path | str) -> tuple[list[SaliencySource], list[str]]:
-    """The test sets under ``root`` and the names of the training sets skipped."""
-    sources = find_saliency_sources(root)
-    tests = sorted((s for s in sources if not is_training_set(s.name)), key=_paper_rank)
-    skipped = [s.name for s in sources if is_training_set(s.name)]
+def find_test_sets(root: Path | str, family: DatasetFamily = SOD) -> tuple[list[SaliencySource], list[str]]:
+    """The test sets under ``root`` (in the family's layouts and paper order) and the training sets skipped."""
+    sources = find_saliency_sources(root, family)
+    tests = [s for s in sources if not is_training_set(s.name, family)]
+    tests.sort(key=lambda s: _paper_rank(s, family))
+    skipped = [s.name for s in sources if is_training_set(s.name, family)]
     if not tests:
         raise SegkitError(f"'{root}' holds only training sets ({', '.join(skipped)}); no test set to score")
     return tests, skipped
 
 
-def _paper_rank(source: SaliencySource) -> tuple[int, str]:
-    keys = [dataset_key(n) for n in PAPER_ORDER]
+def _paper_rank(source: SaliencySource, family: DatasetFamily) -> tuple[int, str]:
+    keys = [dataset_key(n) for n in family.paper_order]
     key = dataset_key(source.name)
     return (keys.index(key), "") if key in keys else (len(keys), source.name.lower())
 
@@ -69,7 +70,7 @@ class MethodFolders:
     ignored: list[str] = field(default_factory=list)
 
 
-def match_method(name: str, folder: Path | str, datasets: list[str]) -> MethodFolders:
+def match_method(name: str, folder: Path | str, datasets: list[str], family: DatasetFamily = SOD) -> MethodFolders:
     folder = Path(folder)
     if not folder.is_dir():
         raise SegkitError(f"--pred {name}={folder}: folder does not exist")
@@ -78,7 +79,7 @@ def match_method(name: str, folder: Path | str, datasets: list[str]) -> MethodFo
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         dataset = keys.get(dataset_key(sub.name))
         if dataset is None:
-            found.ignored.append(sub.name + (" (a training set)" if is_training_set(sub.name) else ""))
+            found.ignored.append(sub.name + (" (a training set)" if is_training_set(sub.name, family) else ""))
         elif dataset in found.by_dataset:
             found.ignored.append(f"{sub.name} (a second folder for {dataset}; used {found.by_dataset[dataset].name})")
         else:
@@ -131,12 +132,12 @@ def _cell_json(cell: Cell) -> dict | None:
 
 
 def plan_benchmark(
-    sources: list[SaliencySource], methods: dict[str, Path | str]
+    sources: list[SaliencySource], methods: dict[str, Path | str], family: DatasetFamily = SOD
 ) -> tuple[list[Plan], dict[str, MethodFolders], list[str]]:
     """Match every method's sub-folders to the test sets and pair their files; returns the plans, the matches
     and the notes to say (folders named after no dataset, methods lacking a dataset)."""
     names = [s.name for s in sources]
-    matched = {m: match_method(m, folder, names) for m, folder in methods.items()}
+    matched = {m: match_method(m, folder, names, family) for m, folder in methods.items()}
     notes = []
     for m in matched.values():
         if m.ignored:
@@ -163,13 +164,14 @@ def evaluate_benchmark(
     strict_size: bool = False,
     workers: int | None = None,
     progress: Callable[[int], Callable[[str, int], None]] | None = None,
+    family: DatasetFamily = SOD,
 ) -> Results:
     """Score every method (name -> folder of per-dataset sub-folders) on every test set under ``root`` with
-    ``task``'s metrics (a task whose ``scores_test_sets``).
+    ``task``'s metrics (a task whose ``scores_test_sets``; ``family``: the task's datasets).
     ``progress(total)`` is called once with the number of ground truth x method pairs and returns the callback
     that is told, as work finishes, which dataset and how many pairs."""
-    sources, skipped = find_test_sets(root)
-    plans, _, notes = plan_benchmark(sources, methods)
+    sources, skipped = find_test_sets(root, family)
+    plans, _, notes = plan_benchmark(sources, methods, family)
     if skipped:
         notes.insert(0, f"skipped training set(s): {', '.join(skipped)}")
     if not plans:

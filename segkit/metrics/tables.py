@@ -27,6 +27,9 @@ METRIC_LABELS = {
     "adp_em": ("adpE", r"$E_\phi^{\mathrm{adp}}$"),
     "boundary_iou": ("BIoU", "BIoU"),
     "miou": ("mIoU", "mIoU"),
+    "mdice": ("mDice", "mDice"),
+    "max_dice": ("maxDice", r"$\mathrm{Dice}^{\max}$"),
+    "max_iou": ("maxIoU", r"$\mathrm{IoU}^{\max}$"),
 }
 
 

@@ -93,12 +93,14 @@ class PoolNetRes2Net(nn.Module):
     task = "saliency"
     num_classes = 1
     size_multiple = 16  # pads only if asked to; the authors run each image at its own size
-    min_side_px = 128  # the FAM's 8x8 pooling at stride 16 needs a map of 8 pixels
+    test_resize = "native"  # the authors' test pipeline: each image at its own size
+    min_side_px = 128  # the FAM's 8x8 pooling at stride 16 needs a map of 8 pixels (smaller images are enlarged)
 
     def __init__(self, backbone: str = "res2net50_26w_4s", pretrained_backbone: str | Path | None = None) -> None:
         super().__init__()
         if backbone not in RES2NET_SPECS:
             raise ValueError(f"PoolNet-Res2Net takes a Res2Net backbone (official name), got '{backbone}'")
+        self.output_stride = 16
         self.backbone = Res2Net(RES2NET_SPECS[backbone], 16, dilate_first_block=True, stem_pool_ceil=True)
         if pretrained_backbone is not None:  # the official ImageNet .pth (its layout does not depend on dilation)
             load_backbone_weights(self.backbone, pretrained_backbone)

@@ -46,7 +46,9 @@ class PraNet(nn.Module):
 
     task = "polyp"
     num_classes = 1
-    size_multiple = 32  # the authors' test size (352) is a multiple of the network's stride
+    size_multiple = 32
+    test_resize = "pil"  # the authors' test pipeline (segkit.engine.inference): PIL resize to 352, min-max
+    test_minmax = True  # the authors' test size (352) is a multiple of the network's stride
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class PraNet(nn.Module):
         pretrained_backbone: str | Path | None = None,
     ) -> None:
         super().__init__()
+        self.output_stride = 32
         self.backbone = create_backbone(backbone, output_stride=32, pretrained=pretrained_backbone)
         c2, c3, c4 = self.backbone.out_channels[1:]
         self.rfb = nn.ModuleList(ReceptiveFieldBlock(c, channels) for c in (c2, c3, c4))

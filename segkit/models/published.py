@@ -16,13 +16,13 @@ from torch import nn
 
 from segkit.errors import SegkitError, unknown_name
 
-Renames = Mapping[str, str]  # the first dotted segment after a prefix -> segkit's
+Renames = Mapping[str, str]  # the dotted part right after a prefix -> segkit's
 
 
 @dataclass(frozen=True)
 class KeyRule:
-    """Keys starting with ``authors`` start with ``segkit`` instead; the segment right after the prefix is renamed
-    by ``inner`` (e.g. ``conv_cat`` -> ``fuse``)."""
+    """Keys starting with ``authors`` start with ``segkit`` instead; the dotted part right after the prefix is
+    renamed by ``inner`` (e.g. ``conv_cat`` -> ``fuse``, ``branch1`` -> ``branches.1``)."""
 
     authors: str
     segkit: str
@@ -53,8 +53,12 @@ def _apply(key: str, rules: list[tuple[str, str, Renames]]) -> str | None:
     if not matching:
         return None
     src, dst, inner = max(matching, key=lambda r: len(r[0]))
-    head, dot, tail = key[len(src) :].partition(".")
-    return dst + inner.get(head, head) + dot + tail
+    rest = key[len(src) :]
+    renamed = [(a, b) for a, b in inner.items() if rest.startswith(a + ".")]  # a may span segments: branches.0
+    if renamed:
+        a, b = max(renamed, key=lambda r: len(r[0]))
+        rest = b + rest[len(a) :]
+    return dst + rest
 
 
 @dataclass(frozen=True)

@@ -238,4 +238,3 @@ RES2NET_ALIASES: dict[str, str] = {
     "res2net50d": "res2net50_v1b_26w_4s",
     "res2net101d": "res2net101_v1b_26w_4s",
 }
-

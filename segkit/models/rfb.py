@@ -45,7 +45,9 @@ class ReceptiveFieldBlock(nn.Module):
 
     def __init__(self, in_ch: int, ch: int) -> None:
         super().__init__()
-        self.branches = nn.ModuleList([nn.Sequential(ConvBN(in_ch, ch, 1)), *(_branch(in_ch, ch, k) for k in (3, 5, 7))])
+        self.branches = nn.ModuleList(
+            [nn.Sequential(ConvBN(in_ch, ch, 1)), *(_branch(in_ch, ch, k) for k in (3, 5, 7))]
+        )
         self.fuse = ConvBN(4 * ch, ch, 3, padding=1)
         self.shortcut = ConvBN(in_ch, ch, 1)
 

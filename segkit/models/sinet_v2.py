@@ -66,6 +66,8 @@ class SINetV2(nn.Module):
     task = "camouflage"
     num_classes = 1
     size_multiple = 32
+    test_resize = "pil"  # the authors' test pipeline (segkit.engine.inference): PIL resize to 352, min-max
+    test_minmax = True
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class SINetV2(nn.Module):
         pretrained_backbone: str | Path | None = None,
     ) -> None:
         super().__init__()
+        self.output_stride = 32
         self.backbone = create_backbone(backbone, output_stride=32, pretrained=pretrained_backbone)
         c2, c3, c4 = self.backbone.out_channels[1:]
         self.rfb = nn.ModuleList(ReceptiveFieldBlock(c, channels) for c in (c2, c3, c4))
