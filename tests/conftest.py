@@ -30,7 +30,9 @@ def published_reference() -> Path:
         return PUBLISHED_REFERENCE
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true but the shared published-model reference is missing at {PUBLISHED_REFERENCE}")
-    pytest.skip(f"published-model reference not found at {PUBLISHED_REFERENCE} (only CI has it; CI=true makes this fail)")
+    pytest.skip(
+        f"published-model reference not found at {PUBLISHED_REFERENCE} (only CI has it; CI=true makes this fail)"
+    )
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:

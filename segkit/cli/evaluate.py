@@ -65,7 +65,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="folder of predictions; repeat (as NAME=DIR) to compare several methods in one table",
     )
     ev.add_argument("--gt", metavar="DIR", help="folder of ground-truth masks (with --pred)")
-    ev.add_argument("--checkpoint", metavar="CKPT", help="score a trained model instead of saved masks")
+    ev.add_argument(
+        "--checkpoint",
+        metavar="CKPT",
+        help="score a trained model instead of saved masks"
+        "; or a published network's released .pth (PoolNet-Res2Net, PraNet, SINet-V2),"
+        " its network found from its keys",
+    )
     ev.add_argument(
         "--data",
         metavar="ROOT",

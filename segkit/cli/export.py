@@ -18,7 +18,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "segkit.Predictor(DIR) or segkit predict --model DIR."
         ),
     )
-    ex.add_argument("--checkpoint", required=True, metavar="CKPT")
+    ex.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT",
+        help="a segkit checkpoint, or a published network's released .pth",
+    )
     ex.add_argument("--format", default="onnx", choices=("onnx", "folder"))
     ex.add_argument("--output", required=True, metavar="FILE_OR_DIR", help="FILE.onnx, or a new folder")
     ex.set_defaults(run=run)

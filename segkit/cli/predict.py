@@ -19,7 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     src = pr.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="CKPT", help="a segkit checkpoint")
+    src.add_argument(
+        "--checkpoint",
+        metavar="CKPT",
+        help="a segkit checkpoint"
+        "; or a published network's released .pth (PoolNet-Res2Net, PraNet, SINet-V2),"
+        " its network found from its keys",
+    )
     src.add_argument(
         "--model",
         metavar="MODEL",

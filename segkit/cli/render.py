@@ -23,7 +23,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rd.add_argument("--images", required=True, metavar="DIR")
     rd.add_argument("--gt", metavar="DIR", help="ground-truth masks (without: no error panels or scores)")
     rd.add_argument("--pred", action="append", default=[], metavar="NAME=DIR", help="a method's saved masks")
-    rd.add_argument("--checkpoint", action="append", default=[], metavar="NAME=CKPT", help="a model to run")
+    rd.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="NAME=CKPT",
+        help="a model to run"
+        "; or a published network's released .pth (PoolNet-Res2Net, PraNet, SINet-V2),"
+        " its network found from its keys",
+    )
     rd.add_argument("--output", required=True, metavar="FILE", help="figure: .png, .pdf or .svg")
     rd.add_argument(
         "--html",
