@@ -355,6 +355,19 @@ class SaliencyTask(Task):
         arch = arch or self.default_arch
         return one_map_network(arch, backbone, output_stride, pretrained_backbone, decoder_channels)
 
+    def validate_config(self, config) -> None:
+        arch = config.model.arch or self.default_arch
+        if arch not in ONE_MAP_ARCHS:
+            raise SegkitError(
+                f"config key 'model.arch': '{arch}' is not a {self.name} network; valid: {', '.join(ONE_MAP_ARCHS)} "
+                "(smp's architectures are for --task segmentation)"
+            )
+        size = config.data.image_size
+        if arch in ("pranet", "sinet-v2") and size % 32:
+            raise SegkitError(f"config key 'data.image_size' must be a multiple of 32 for {arch}, got {size}")
+        if arch == "poolnet-res2net" and size < 128:
+            raise SegkitError(f"config key 'data.image_size' must be at least 128 for poolnet-res2net, got {size}")
+
     def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings, size) -> torch.Tensor:
         from segkit.engine.inference import saliency_probs
 

@@ -168,3 +168,40 @@ def test_the_new_tasks_train_predict_and_evaluate_on_their_builtin_data(task, co
     capsys.readouterr()
     assert main(["eval", "--task", task, "--data", str(demo), "--pred", f"Ours={maps / 'Ours'}"]) == 0
     assert column in capsys.readouterr().out
+
+
+def test_step_decay_and_multiscale_sizes_follow_the_published_scripts():
+    from segkit.engine.config import load_config
+    from segkit.engine.optim import lr_factor
+    from segkit.engine.train import rescale_batch
+
+    cfg = load_config(None, ["schedule.policy=step", "schedule.step_epochs=15", "schedule.scales=[0.75, 1, 1.25]"])
+    assert cfg.schedule.scales == (0.75, 1.0, 1.25)
+    steps_per_epoch = 10
+    factors = [lr_factor(e * steps_per_epoch, 240, cfg.schedule, steps_per_epoch) for e in (0, 14, 15, 23)]
+    assert factors == pytest.approx([1, 1, 0.1, 0.1])  # Res2Net-PoolNet: lr / 10 after epoch 15
+    images, target = torch.zeros(2, 3, 352, 352), torch.zeros(2, 1, 352, 352)
+    sides = [rescale_batch(images, target, s, 352)[0].shape[-1] for s in cfg.schedule.scales]
+    assert sides == [256, 352, 448]  # PraNet's int(round(352 * rate / 32) * 32)
+    ids = torch.zeros(2, 352, 352, dtype=torch.long)
+    assert rescale_batch(images, ids, 0.75, 352)[1].shape == (2, 256, 256)
+
+
+@pytest.mark.slow
+def test_frozen_batchnorm_multiscale_steps_and_value_clipping_train(tmp_path):
+    from segkit.engine.config import load_config
+    from segkit.engine.train import train
+
+    sets = [f"out_dir={tmp_path}", "name=r", "task=polyp", "model.freeze_bn=true", "schedule.scales=[0.5, 1]",
+            "optim.name=adam", "optim.grad_clip_value=0.5", "schedule.policy=step", "schedule.step_epochs=1",
+            *[kv for kv in TINY if not kv.startswith("schedule.max_steps")], "schedule.max_steps=1"]  # fmt: skip
+    result = train(load_config(None, sets))
+    ckpt = torch.load(result.run_dir / "last.pt", weights_only=True)
+    from segkit.engine.predictor import network_from_config
+
+    _, fresh = network_from_config(ckpt["config"], 1)
+    trained = ckpt["model"]
+    bn = [k for k in trained if ".bn" in k or k.startswith("backbone.bn")]
+    assert bn and all(torch.equal(trained[k], fresh.state_dict()[k]) for k in bn)  # statistics and affine kept
+    steps = {s["step"].item() for s in ckpt["optimizer"]["state"].values()}
+    assert steps == {2.0}  # one Adam step at each of the two scales

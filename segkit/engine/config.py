@@ -28,6 +28,7 @@ class ModelConfig:
     pretrained_backbone: str | None = None  # checkpoint file, "timm", or None for random initialisation
     decoder_channels: int | None = None  # decoder width; None: the network's default (DeepLabv3+ 256, PoolNet 128)
     num_classes: int | None = None  # None: taken from the dataset (21 for VOC)
+    freeze_bn: bool = False  # BatchNorm kept in eval mode and not trained (PoolNet-Res2Net's recipe)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class OptimConfig:
     weight_decay: float = 1e-4
     backbone_lr_mult: float = 1.0  # backbone learning rate = lr x this (0.1 is common with pretrained weights)
     grad_clip: float = 0.0  # max gradient norm; 0 disables
+    grad_clip_value: float = 0.0  # clamp every gradient element to +-this (PraNet's, SINet-V2's 0.5); 0 disables
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,14 @@ class ScheduleConfig:
     max_steps: int = 0  # optimiser steps; 0: derived from epochs
     epochs: int = 0  # passes over the training set when max_steps is 0
     warmup_steps: int = 0  # linear warm-up from 0
-    policy: str = "poly"  # "poly" ((1 - t)^power) or "cosine"
+    policy: str = "poly"  # "poly" ((1 - t)^power), "cosine" or "step" (x step_gamma every step_epochs epochs)
     poly_power: float = 0.9
+    step_epochs: int = 0  # "step": epochs between decays (PoolNet-Res2Net 15, SINet-V2 50)
+    step_gamma: float = 0.1  # "step": the factor of each decay
     grad_accum: int = 1  # batches per optimiser step
+    scales: tuple[float, ...] = (
+        1.0,
+    )  # one optimiser step per batch at each scale of image_size (PraNet: .75, 1, 1.25)
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    loss: str = "auto"  # "auto" (the task's), "bce", "bce_iou", "ce", "structure" (PraNet's, SINet-V2's)
+    loss: str = "auto"  # "auto" (the task's), "bce", "bce_sum" (PoolNet's), "bce_iou", "ce", "structure" (PraNet's)
     amp: bool = True  # bf16 autocast where bf16 is native and faster (CUDA; CPUs where it measures faster)
     channels_last: bool = True
     sync_bn: bool = True  # SyncBatchNorm when distributed on GPUs (PyTorch has none for CPU processes)
@@ -102,9 +109,19 @@ def _check_type(value, annotation, key: str):
         hint = next(o for o in options if o is not type(None))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typing.get_origin(hint) is tuple:
+        return _check_tuple(value, typing.get_args(hint)[0], key)
     if hint in (int, float, str, bool) and (type(value) is not hint):
         raise SegkitError(f"config key '{key}' must be {hint.__name__}, got {type(value).__name__} {value!r}")
     return value
+
+
+def _check_tuple(value, item, key: str) -> tuple:
+    """A YAML list (or one value) as a tuple of ``item``, each converted as a scalar key would be."""
+    values = value if isinstance(value, list | tuple) else [value]
+    if not values:
+        raise SegkitError(f"config key '{key}' must list at least one value")
+    return tuple(_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(values))
 
 
 def from_dict(cls, data: dict, prefix: str = ""):
@@ -183,7 +200,14 @@ def validate(config: ExperimentConfig) -> None:
         (config.task in TASKS, "task", f"must be one of {', '.join(TASKS)}"),
         (config.loss == "auto" or config.loss in LOSSES, "loss", f"must be auto or one of {', '.join(LOSSES)}"),
         (config.optim.name in ("sgd", "adamw", "adam"), "optim.name", "must be sgd, adamw or adam"),
-        (config.schedule.policy in ("poly", "cosine"), "schedule.policy", "must be poly or cosine"),
+        (config.schedule.policy in ("poly", "cosine", "step"), "schedule.policy", "must be poly, cosine or step"),
+        (
+            config.schedule.policy != "step" or config.schedule.step_epochs > 0,
+            "schedule.step_epochs",
+            "must be > 0 with schedule.policy=step",
+        ),
+        (all(s > 0 for s in config.schedule.scales), "schedule.scales", "must all be positive"),
+        (config.optim.grad_clip_value >= 0, "optim.grad_clip_value", "must be >= 0"),
         (config.optim.lr > 0, "optim.lr", "must be positive"),
         (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (config.data.image_size >= 16, "data.image_size", "must be >= 16"),

@@ -29,6 +29,12 @@ def bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
+def bce_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy summed over pixels, averaged over the batch: Res2Net-PoolNet's training loss (its
+    ``reduction='sum'`` divided by ``iter_size x batch``; segkit divides by ``grad_accum`` itself)."""
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / logits.shape[0]
+
+
 def bce_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return bce(logits, target) + iou_loss(logits, target)
 
@@ -52,6 +58,7 @@ def structure(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "ce": cross_entropy,
     "bce": bce,
+    "bce_sum": bce_sum,
     "bce_iou": bce_iou,
     "structure": structure,
 }

@@ -29,15 +29,20 @@ def build_optimizer(model: nn.Module, optim) -> torch.optim.Optimizer:
         raise ValueError(f"unknown optimiser '{optim.name}'")  # validated when the config is loaded
 
 
-def lr_factor(step: int, total: int, schedule) -> float:
-    """Linear warm-up, then poly ((1 - t)^power) or cosine decay to 0 at ``total`` (a ``ScheduleConfig``)."""
+def lr_factor(step: int, total: int, schedule, steps_per_epoch: int = 1) -> float:
+    """Linear warm-up, then poly ((1 - t)^power) or cosine decay to 0 at ``total``, or a step decay by
+    ``step_gamma`` every ``step_epochs`` epochs (a ``ScheduleConfig``)."""
     if schedule.warmup_steps and step < schedule.warmup_steps:
         return (step + 1) / schedule.warmup_steps
+    if schedule.policy == "step":
+        return schedule.step_gamma ** (step // (schedule.step_epochs * steps_per_epoch))
     t = min(1.0, (step - schedule.warmup_steps) / max(1, total - schedule.warmup_steps))
     if schedule.policy == "poly":
         return (1 - t) ** schedule.poly_power
     return 0.5 * (1 + math.cos(math.pi * t))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, total: int, schedule) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, schedule))
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, total: int, schedule, steps_per_epoch: int = 1
+) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, schedule, steps_per_epoch))

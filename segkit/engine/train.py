@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from segkit.data.transforms import normalize
@@ -89,7 +90,9 @@ def build_run(config: ExperimentConfig, out: Path, info: DistInfo) -> Run:
     net = model_from_config(task.name, config.model, sources.train.num_classes).to(device)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    model = wrap_model(net, info, device, config.sync_bn)
+    if config.model.freeze_bn:
+        freeze_batchnorm(net)
+    model = wrap_model(net, info, device, config.sync_bn and not config.model.freeze_bn)
     optimizer = build_optimizer(net, config.optim)
     train_set = SeededTrainDataset(sources.train, task, config.data.image_size, config.seed)
     samples_per_step = config.data.batch_size * config.schedule.grad_accum
@@ -102,7 +105,7 @@ def build_run(config: ExperimentConfig, out: Path, info: DistInfo) -> Run:
         )
     steps_per_epoch = sampler.per_epoch // samples_per_step
     total = config.schedule.max_steps or max(1, config.schedule.epochs) * steps_per_epoch
-    scheduler = build_scheduler(optimizer, total, config.schedule)
+    scheduler = build_scheduler(optimizer, total, config.schedule, steps_per_epoch)
     loss_fn = get_loss(task.default_loss if config.loss == "auto" else config.loss)
     return Run(
         config, task, info, device, model, net, optimizer, scheduler, loss_fn, train_set, sampler,
@@ -165,38 +168,81 @@ def batches(run: Run):
 
 
 def train_one_step(run: Run, stream) -> float:
-    """One optimiser step over ``grad_accum`` batches; returns the mean loss."""
+    """One training step: ``grad_accum`` batches, and an optimiser step on them at each of ``schedule.scales``
+    (PraNet's multi-scale training: 0.75, 1 and 1.25 x the size, sides rounded to a multiple of 32); returns the
+    mean loss."""
     cfg = run.config
-    run.model.train()
-    run.optimizer.zero_grad(set_to_none=True)
+    set_train_mode(run.model, cfg.model.freeze_bn)
+    batches = [_device_batch(run, next(stream)) for _ in range(cfg.schedule.grad_accum)]
     total = 0.0
-    for _ in range(cfg.schedule.grad_accum):
-        batch = next(stream)
-        if "bad" in batch:
-            raise SegkitError(
-                f"bad training sample: {batch['bad'][0]}. Fix or remove the file "
-                "(segkit data check ROOT --task ... lists every problem)"
-            )
-        images = normalize(batch["image"].to(run.device, non_blocking=True))
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        target = batch["mask"].to(run.device, non_blocking=True)
-        with autocast(run.device, enabled=cfg.amp):
-            logits = run.model(images)
-        loss = run.loss_fn(logits, target)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"the loss became {loss.item()} at step {run.step + 1}; the last good checkpoint is kept in "
-                f"{run.out}. Lower optim.lr (now {cfg.optim.lr}) or add schedule.warmup_steps, then --resume"
-            )
-        (loss / cfg.schedule.grad_accum).backward()
-        total += loss.item()
-    if cfg.optim.grad_clip:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
-    run.optimizer.step()
+    for scale in cfg.schedule.scales:
+        run.optimizer.zero_grad(set_to_none=True)
+        for images, target in batches:
+            images, target = rescale_batch(images, target, scale, cfg.data.image_size)
+            with autocast(run.device, enabled=cfg.amp):
+                logits = run.model(images)
+            loss = run.loss_fn(logits, target)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the loss became {loss.item()} at step {run.step + 1}; the last good checkpoint is kept in "
+                    f"{run.out}. Lower optim.lr (now {cfg.optim.lr}) or add schedule.warmup_steps, then --resume"
+                )
+            (loss / cfg.schedule.grad_accum).backward()
+            total += loss.item()
+        if cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
+        if cfg.optim.grad_clip_value:
+            torch.nn.utils.clip_grad_value_(run.model.parameters(), cfg.optim.grad_clip_value)
+        run.optimizer.step()
     run.scheduler.step()
     run.step += 1
-    return total / cfg.schedule.grad_accum
+    return total / (cfg.schedule.grad_accum * len(cfg.schedule.scales))
+
+
+def _device_batch(run: Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loader batch as (normalised images, targets) on the run's device."""
+    if "bad" in batch:
+        raise SegkitError(
+            f"bad training sample: {batch['bad'][0]}. Fix or remove the file "
+            "(segkit data check ROOT --task ... lists every problem)"
+        )
+    images = normalize(batch["image"].to(run.device, non_blocking=True))
+    if run.config.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, batch["mask"].to(run.device, non_blocking=True)
+
+
+def rescale_batch(
+    images: torch.Tensor, target: torch.Tensor, scale: float, size_px: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and targets resized to a square of ``round(size_px x scale / 32) x 32`` (as PraNet's training
+    script: bilinear with ``align_corners=True``; class ids nearest); as they are at scale 1."""
+    if scale == 1.0:
+        return images, target
+    side = max(32, int(round(size_px * scale / 32)) * 32)
+    images = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=True)
+    if target.is_floating_point():  # grey-level targets (B, 1, H, W)
+        return images, F.interpolate(target, size=(side, side), mode="bilinear", align_corners=True)
+    ids = F.interpolate(target[:, None].float(), size=(side, side), mode="nearest")  # class ids (B, H, W)
+    return images, ids[:, 0].to(target.dtype)
+
+
+def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """Training mode, with every BatchNorm in eval mode when ``freeze_bn`` (its statistics and affine parameters
+    stay as loaded: Res2Net-PoolNet trains so, ``use_global_stats``)."""
+    model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """BatchNorm's affine parameters out of the optimiser (``requires_grad=False``)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            for p in m.parameters():
+                p.requires_grad_(False)
 
 
 def validate(run: Run):
