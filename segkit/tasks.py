@@ -252,9 +252,14 @@ def one_map_network(arch: str, backbone, output_stride, pretrained_backbone, dec
         from segkit.models.sinet_v2 import SINetV2
 
         return SINetV2(backbone, decoder_channels or 32, pretrained_backbone)
-    raise SegkitError(
-        f"config key 'model.arch': '{arch}' is not a one-map network; valid: {', '.join(ONE_MAP_ARCHS)} "
-        "(smp's architectures are for --task segmentation)"
+    raise not_one_map(arch)
+
+
+def not_one_map(arch: str) -> SegkitError:
+    return SegkitError(
+        f"config key 'model.arch': '{arch}' is not a one-map network; valid: poolnet (segkit's PoolNet-style "
+        "design), poolnet-res2net (the Res2Net paper's PoolNet), pranet, sinet-v2 (smp's architectures are for "
+        "--task segmentation)"
     )
 
 
@@ -358,10 +363,7 @@ class SaliencyTask(Task):
     def validate_config(self, config) -> None:
         arch = config.model.arch or self.default_arch
         if arch not in ONE_MAP_ARCHS:
-            raise SegkitError(
-                f"config key 'model.arch': '{arch}' is not a {self.name} network; valid: {', '.join(ONE_MAP_ARCHS)} "
-                "(smp's architectures are for --task segmentation)"
-            )
+            raise not_one_map(arch)
         size = config.data.image_size
         if arch in ("pranet", "sinet-v2") and size % 32:
             raise SegkitError(f"config key 'data.image_size' must be a multiple of 32 for {arch}, got {size}")

@@ -72,23 +72,40 @@ def test_bf16_input_refused_message_says_why(monkeypatch, tmp_path, tiny, capsys
     assert "no native bf16" in err and "slower than fp32" in err and not (tmp_path / "o").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not segkit.hardware.bf16_supported("cpu"), reason="this CPU has no native bf16")
-@pytest.mark.parametrize("task", ["saliency", "segmentation"])
-def test_bf16_masks_agree_with_fp32_on_the_builtin_validation_split(trained, task):
+@pytest.fixture(scope="module")
+def trained_published(tmp_path_factory):
+    """The published architectures trained briefly on their tasks' built-in data (random weights put most pixels
+    at the threshold): PoolNet-Res2Net at its smallest training size, 128 px; PraNet and SINet-V2 at 64 px."""
+    from segkit.engine.config import default_config_path
+    from segkit.engine.train import train
+
+    out = tmp_path_factory.mktemp("prec-published")
+    common = ["schedule.warmup_steps=10", "eval.interval_steps=0", "data.workers=0", "eval.max_images=16",
+              "model.backbone=res2net50_14w_8s", "data.batch_size=4"]  # fmt: skip
+    runs = {}
+    for task, arch, size, steps in (("saliency", "poolnet-res2net", 128, 40), ("polyp", "pranet", 64, 60),
+                                    ("camouflage", "sinet-v2", 64, 60)):  # fmt: skip
+        sets = [f"out_dir={out}", f"name={arch}", f"model.arch={arch}", f"data.image_size={size}",
+                f"schedule.max_steps={steps}", *common]  # fmt: skip
+        runs[arch] = train(load_config(default_config_path(task), sets)).run_dir / "best.pt"
+    return runs
+
+
+def _bf16_agreement(checkpoint, task: str, max_images: int | None = None):
+    """(share of identical mask decisions, fp32 scores, bf16 scores) over the built-in validation split."""
     from segkit.engine.inference import inference_settings, predict_probs, torch_net
     from segkit.engine.predictor import load_model
     from segkit.models import prepare_for_inference
     from segkit.tasks import get_task
 
-    model = load_model(trained[task])
+    model = load_model(checkpoint)
     spec = get_task(task)
     source = spec.source(None, "val")
     settings = inference_settings(task, model, model.config)
     nets = {p: torch_net(prepare_for_inference(model, precision=p), "cpu") for p in ("fp32", "bf16")}
     metrics = {p: spec.metrics(model.num_classes) for p in nets}
     same = total = 0
-    for i in range(len(source)):
+    for i in range(min(len(source), max_images or len(source))):
         image, gt, _ = source.load(i)
         masks = {p: spec.to_mask(predict_probs(net, image, settings)) for p, net in nets.items()}
         decided = {p: spec.decisions(m) for p, m in masks.items()}  # binary decision / class id per pixel
@@ -96,10 +113,28 @@ def test_bf16_masks_agree_with_fp32_on_the_builtin_validation_split(trained, tas
         total += decided["fp32"].size
         for p, m in masks.items():
             metrics[p].update(m, gt)  # the scores segkit eval computes, from the same masks
-    assert same / total >= 0.995, f"{same / total:.4f} of pixels identical"
     scores = {p: m.compute().scalars() for p, m in metrics.items()}
-    for key, value in scores["fp32"].items():
-        assert abs(scores["bf16"][key] - value) <= 0.002, (key, value, scores["bf16"][key])
+    return same / total, scores["fp32"], scores["bf16"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not segkit.hardware.bf16_supported("cpu"), reason="this CPU has no native bf16")
+@pytest.mark.parametrize("task", ["saliency", "segmentation"])
+def test_bf16_masks_agree_with_fp32_on_the_builtin_validation_split(trained, task):
+    same, fp32, bf16 = _bf16_agreement(trained[task], task)
+    assert same >= 0.995, f"{same:.4f} of pixels identical"
+    for key, value in fp32.items():
+        assert abs(bf16[key] - value) <= 0.002, (key, value, bf16[key])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not segkit.hardware.bf16_supported("cpu"), reason="this CPU has no native bf16")
+@pytest.mark.parametrize(
+    "arch,task", [("poolnet-res2net", "saliency"), ("pranet", "polyp"), ("sinet-v2", "camouflage")]
+)
+def test_bf16_masks_of_the_published_networks_agree_with_fp32(trained_published, arch, task):
+    same, _, _ = _bf16_agreement(trained_published[arch], task, max_images=32)
+    assert same >= 0.995, f"{same:.4f} of pixels identical"
 
 
 def test_a_model_that_cannot_compile_runs_eagerly_after_one_line(monkeypatch, capsys):

@@ -37,6 +37,7 @@ LAYOUTS: tuple[Layout, ...] = (
 class DatasetFamily:
     """One community's datasets: how their folders look, which are for training, the papers' test-set order."""
 
+    name: str  # the task's word for them: saliency, camouflage, polyp
     layouts: tuple[Layout, ...]
     training_sets: tuple[str, ...]
     paper_order: tuple[str, ...]
@@ -45,12 +46,13 @@ class DatasetFamily:
 
 
 SOD = DatasetFamily(
-    LAYOUTS, ("DUTS-TR",), ("ECSSD", "HKU-IS", "PASCAL-S", "DUT-OMRON", "DUTS-TE"), ("DUTS-TR",), "DUTS-TE"
+    "saliency", LAYOUTS, ("DUTS-TR",), ("ECSSD", "HKU-IS", "PASCAL-S", "DUT-OMRON", "DUTS-TE"), ("DUTS-TR",), "DUTS-TE"
 )
 
 # Camouflaged object detection: SINet-V2's layout (TrainDataset/ and TestDataset/NAME/, each Imgs/ + GT/), and
 # the datasets' own downloads (COD10K-v3's Train|Test/Image + GT_Object, CAMO's Images/Train|Test + GT).
 COD = DatasetFamily(
+    "camouflage",
     (
         Layout("COD10K-train", "Train/Image", "Train/GT_Object"),
         Layout("COD10K", "Test/Image", "Test/GT_Object"),
@@ -68,6 +70,7 @@ COD = DatasetFamily(
 # Polyp segmentation: PraNet's layout (TrainDataset/image + mask, TestDataset/NAME/images + masks), Kvasir-SEG's
 # download (images/ + masks/) and CVC-ClinicDB's (Original/ + Ground Truth/).
 POLYP = DatasetFamily(
+    "polyp",
     (
         Layout("folders", "image", "mask"),
         Layout("CVC-ClinicDB", "Original", "Ground Truth"),
@@ -125,7 +128,8 @@ def find_saliency_sources(root: Path | str, family: DatasetFamily = SOD) -> list
     if not sources:
         known = ", ".join(f"{lay.name} ({lay.image_dir}/ + {lay.mask_dir}/)" for lay in family.layouts)
         raise SegkitError(
-            f"no dataset found in '{root}'. Known layouts: {known} ('folders': any NAME/ with those two folders). "
+            f"no {family.name} dataset found in '{root}'. Known layouts: {known} ('folders': any NAME/ with those "
+            "two folders). "
             "Or pass --images DIR --masks DIR"
         )
     return sources
