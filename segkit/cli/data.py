@@ -10,7 +10,9 @@ from segkit.cli.common import add_task_flag, program, write_json
 def add_parser(sub: argparse._SubParsersAction) -> None:
     da = sub.add_parser("data", help="make the demo dataset, check a dataset, prepare VOC train_aug")
     cmds = da.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    mk = cmds.add_parser("make-demo", help="write the built-in dataset (DUTS or VOC layout)")
+    mk = cmds.add_parser(
+        "make-demo", help="write the built-in dataset in its task's layout (DUTS, VOC, SINet-V2's, PraNet's)"
+    )
     add_task_flag(mk)
     mk.add_argument("out", metavar="OUT")
     mk.set_defaults(run=run_make_demo)
