@@ -227,14 +227,15 @@ class Task:
         return f"<task {self.name}>"
 
 
-# One-map networks by ``model.arch``: segkit's PoolNet-style design (None, "poolnet"), and the published networks
-# computing what their authors' code computes (segkit.models.published).
-ONE_MAP_ARCHS = ("poolnet", "poolnet-res2net", "pranet", "sinet-v2")
+# One-map networks by ``model.arch``: segkit's own PoolNet-style design ("poolnet-style"; "poolnet", its earlier
+# name, still read), and the published networks computing what their authors' code computes
+# (segkit.models.published).
+ONE_MAP_ARCHS = ("poolnet-style", "poolnet", "poolnet-res2net", "pranet", "sinet-v2")
 
 
 def one_map_network(arch: str, backbone, output_stride, pretrained_backbone, decoder_channels) -> nn.Module:
     """The one-map network ``arch`` (a name in ``ONE_MAP_ARCHS``) on ``backbone``."""
-    if arch == "poolnet":
+    if arch in ("poolnet-style", "poolnet"):
         from segkit.models.poolnet import PoolNet
 
         return PoolNet(backbone, decoder_channels or 128, output_stride or 32, pretrained_backbone)
@@ -257,9 +258,9 @@ def one_map_network(arch: str, backbone, output_stride, pretrained_backbone, dec
 
 def not_one_map(arch: str) -> SegkitError:
     return SegkitError(
-        f"config key 'model.arch': '{arch}' is not a one-map network; valid: poolnet (segkit's PoolNet-style "
-        "design), poolnet-res2net (the Res2Net paper's PoolNet), pranet, sinet-v2 (smp's architectures are for "
-        "--task segmentation)"
+        f"config key 'model.arch': '{arch}' is not a one-map network; valid: poolnet-style (segkit's own "
+        "PoolNet-style design), poolnet-res2net (the Res2Net paper's PoolNet), pranet, sinet-v2 (smp's "
+        "architectures are for --task segmentation)"
     )
 
 
@@ -272,7 +273,7 @@ class SaliencyTask(Task):
     table_metrics: ClassVar[tuple[str, ...]] = ("max_fm", "mae", "sm", "mean_em")  # eval --data's default columns
     caption_keys = {"MAE": "mae", "maxF": "max_fm"}
     scores_test_sets = True
-    default_arch: ClassVar[str] = "poolnet"
+    default_arch: ClassVar[str] = "poolnet-style"
 
     @property
     def datasets(self):

@@ -21,9 +21,9 @@ from segkit.errors import SegkitError
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "res2net50_26w_4s"  # any name from segkit.models.backbone_names()
-    arch: str | None = (
-        None  # segmentation: any smp architecture (unet, fpn, ...); None: deeplabv3plus (saliency: poolnet)
-    )
+    # segmentation: any smp architecture (unet, fpn, ...), None: deeplabv3plus; one-map tasks: poolnet-style,
+    # poolnet-res2net, pranet, sinet-v2, None: the task's (saliency poolnet-style, polyp pranet, camouflage sinet-v2)
+    arch: str | None = None
     output_stride: int | None = None  # None: 16 for DeepLabv3(+) and PAN, 32 for the other networks
     pretrained_backbone: str | None = None  # checkpoint file, "timm", or None for random initialisation
     decoder_channels: int | None = None  # decoder width; None: the network's default (DeepLabv3+ 256, PoolNet 128)

@@ -22,7 +22,9 @@ def create_model(
     - ``"segmentation"``: an smp architecture (``arch``: ``deeplabv3plus`` by default, or any name in
       ``segkit.models.smp_architectures()`` that takes a CNN encoder) with ``num_classes`` outputs;
       ``output_stride`` 16 (default) or 8 for DeepLabv3(+), 16 or 32 for PAN, 32 for the others.
-    - ``"saliency"``: PoolNet-style network with one logit map; ``output_stride`` 32 (default), 16 or 8.
+    - ``"saliency"``, ``"camouflage"``, ``"polyp"``: a one-map network (``arch``: segkit's ``poolnet-style``, the
+      default for saliency, ``output_stride`` 32, 16 or 8; or a published network computing what its authors'
+      code computes: ``poolnet-res2net``, ``pranet`` (polyp's default), ``sinet-v2`` (camouflage's default)).
     ``backbone`` is any name from ``segkit.models.backbone_names()``; ``pretrained_backbone`` a checkpoint
     path or ``"timm"``; ``decoder_channels`` None keeps each decoder's default (DeepLabv3+ 256, PoolNet 128).
     """
