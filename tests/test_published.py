@@ -179,3 +179,14 @@ def test_cli_runs_on_the_authors_file(released, tmp_path, capsys):
     assert main(["predict", "--model", str(onnx), "--input", str(images / "0.jpg"), "--output", str(onnx_out)]) == 0
     from_onnx = cv2.imread(str(onnx_out / "0.png"), cv2.IMREAD_GRAYSCALE)
     assert np.abs(from_onnx.astype(int) - written.astype(int)).max() <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["poolnet-res2net50", "sinet-v2-res2net50"])
+def test_the_other_released_networks_export_to_onnx(released, name, tmp_path):
+    """ONNX with dynamic sizes, checked by segkit's export against PyTorch at a second size (PraNet: above)."""
+    from segkit.engine.export import export_onnx
+
+    path, *_ = released[name]
+    result = export_onnx(path, tmp_path / f"{name}.onnx")  # raises when onnxruntime and PyTorch disagree
+    assert (tmp_path / f"{name}.onnx").is_file() and result["max_abs_diff"] < 1e-3

@@ -34,6 +34,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     output.parent.mkdir(parents=True, exist_ok=True)
     multiple = settings.size_multiple
     side = 2 * multiple * max(1, 64 // (2 * multiple))
+    side = max(side, -(-settings.min_side_px // multiple) * multiple)  # PoolNet-Res2Net needs 128 px
     sample = torch.randn(1, 3, side, side)
     tmp = output.with_name(f".{output.name}.tmp")
     what = _network_name(model)
