@@ -145,16 +145,9 @@ def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
 
 def make_saliency_demo(out: Path | str, spec: BuiltinSpec = BuiltinSpec()) -> Path:
     """Write the built-in saliency dataset to disk in the DUTS layout (DUTS-TR train, DUTS-TE val)."""
-    out = Path(out)
-    for split, name in (("train", "DUTS-TR"), ("val", "DUTS-TE")):
-        img_dir, mask_dir = out / name / f"{name}-Image", out / name / f"{name}-Mask"
-        img_dir.mkdir(parents=True, exist_ok=True)
-        mask_dir.mkdir(parents=True, exist_ok=True)
-        for i in range(spec.count(split)):
-            img, mask = saliency_sample(split, i, spec)
-            _write_jpeg(img_dir / f"{split}_{i:05d}.jpg", img)
-            cv2.imwrite(str(mask_dir / f"{split}_{i:05d}.png"), mask)
-    return out
+    folders = {split: (f"{name}/{name}-Image", f"{name}/{name}-Mask") for split, name in
+               (("train", "DUTS-TR"), ("val", "DUTS-TE"))}  # fmt: skip
+    return make_binary_demo(out, saliency_sample, folders, spec)
 
 
 def make_segmentation_demo(out: Path | str, spec: BuiltinSpec = BuiltinSpec()) -> Path:
@@ -216,13 +209,14 @@ def polyp_sample(split: str, index: int, spec: BuiltinSpec = BuiltinSpec()) -> t
     return img, np.where(mask, 255, 0).astype(np.uint8)
 
 
-def make_binary_demo(out: Path | str, sample, train_dir: str, test_dir: str, image_dir: str, mask_dir: str,
-                     spec: BuiltinSpec = BuiltinSpec()) -> Path:  # fmt: skip
-    """Write a built-in binary-map dataset in its community's layout: ``out/train_dir/{image_dir,mask_dir}`` (the
-    training split) and ``out/test_dir/{image_dir,mask_dir}`` (the validation split as a test set)."""
+def make_binary_demo(
+    out: Path | str, sample, folders: dict[str, tuple[str, str]], spec: BuiltinSpec = BuiltinSpec()
+) -> Path:
+    """Write a built-in binary-map dataset in its community's layout: ``folders[split]`` is the (image, mask)
+    folder pair under ``out`` of the "train" and "val" splits; ``sample(split, index, spec)`` makes one pair."""
     out = Path(out)
-    for split, folder in (("train", train_dir), ("val", test_dir)):
-        img_dir, msk_dir = out / folder / image_dir, out / folder / mask_dir
+    for split, (image_dir, mask_dir) in folders.items():
+        img_dir, msk_dir = out / image_dir, out / mask_dir
         img_dir.mkdir(parents=True, exist_ok=True)
         msk_dir.mkdir(parents=True, exist_ok=True)
         for i in range(spec.count(split)):

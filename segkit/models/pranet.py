@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.models.backbones import create_backbone
-from segkit.models.rfb import ConvBN, PartialDecoder, ReceptiveFieldBlock, rescale
+from segkit.models.rfb import CoarseToFine, ConvBN, rescale
 
 
 class ReverseAttention(nn.Module):
@@ -39,16 +38,11 @@ class ReverseAttention(nn.Module):
         return self.convs[-1](x) + prior  # (B, 1, h, w)
 
 
-class PraNet(nn.Module):
-    """Polyp segmentation network: ``forward`` gives the finest logit map (B, 1, H, W) in eval mode and the four
-    deep-supervision maps (coarse to fine, as the authors' ``lateral_map_5, 4, 3, 2``) in training mode;
-    ``forward_all`` always gives the four."""
+class PraNet(CoarseToFine):
+    """Polyp segmentation network: four logit maps, coarse to fine, as the authors' ``lateral_map_5, 4, 3, 2``
+    (``forward``: the finest in eval mode, all four in training mode)."""
 
     task = "polyp"
-    num_classes = 1
-    size_multiple = 32
-    test_resize = "pil"  # the authors' test pipeline (segkit.engine.inference): PIL resize to 352, min-max
-    test_minmax = True  # the authors' test size (352) is a multiple of the network's stride
 
     def __init__(
         self,
@@ -56,12 +50,8 @@ class PraNet(nn.Module):
         channels: int = 32,
         pretrained_backbone: str | Path | None = None,
     ) -> None:
-        super().__init__()
-        self.output_stride = 32
-        self.backbone = create_backbone(backbone, output_stride=32, pretrained=pretrained_backbone)
+        super().__init__(backbone, channels, pretrained_backbone, neighbour=False)
         c2, c3, c4 = self.backbone.out_channels[1:]
-        self.rfb = nn.ModuleList(ReceptiveFieldBlock(c, channels) for c in (c2, c3, c4))
-        self.decoder = PartialDecoder(channels, neighbour=False)
         self.reverse = nn.ModuleList(
             [
                 ReverseAttention(c4, 256, kernel=5, depth=3, score_kernel=1),
@@ -70,15 +60,9 @@ class PraNet(nn.Module):
             ]
         )
 
-    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        _, x2, x3, x4 = self.backbone(x)  # strides 4, 8, 16, 32
-        s2, s3, s4 = (rfb(f) for rfb, f in zip(self.rfb, (x2, x3, x4), strict=True))  # (B, 32, ...)
-        coarse = self.decoder(s4, s3, s2)  # (B, 1, H/8, W/8)
+    def refine(self, features, reduced, coarse):
+        x2, x3, x4 = features  # the reverse attention reads the backbone's own stage maps
         m4 = self.reverse[0](x4, rescale(coarse, 0.25))  # (B, 1, H/32, W/32)
         m3 = self.reverse[1](x3, rescale(m4, 2))  # (B, 1, H/16, W/16)
         m2 = self.reverse[2](x2, rescale(m3, 2))  # (B, 1, H/8, W/8)
         return rescale(coarse, 8), rescale(m4, 32), rescale(m3, 16), rescale(m2, 8)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        outputs = self.forward_all(x)
-        return outputs if self.training else outputs[-1]

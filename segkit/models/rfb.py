@@ -8,9 +8,13 @@ builds a ReLU but never applies it, and ``nn.Upsample(scale_factor=2)`` resizes 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from segkit.models.backbones import create_backbone
 
 
 class ConvBN(nn.Sequential):
@@ -95,3 +99,37 @@ def rescale(x: torch.Tensor, factor: float) -> torch.Tensor:
     the authors' ``F.interpolate(x, scale_factor=...)``; not the same numbers as resizing to the output size when
     a side is not a multiple of 32)."""
     return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+
+
+class CoarseToFine(nn.Module):
+    """What PraNet and SINet-V2 share: a backbone at output stride 32, receptive-field blocks on stages 2-4, the
+    partial decoder's coarse map, then ``refine`` (the network's own) to four logit maps at the input size.
+    ``forward`` gives the finest map in eval mode and all four (coarse to fine) in training mode, for deep
+    supervision; ``forward_all`` always gives the four."""
+
+    num_classes = 1
+    size_multiple = 32  # the authors' test size (352) is a multiple of the network's stride
+    test_resize = "pil"  # the authors' test pipeline (segkit.engine.inference): PIL resize to 352, min-max
+    test_minmax = True
+
+    def __init__(self, backbone: str, channels: int, pretrained_backbone: str | Path | None, neighbour: bool) -> None:
+        super().__init__()
+        self.output_stride = 32
+        self.backbone = create_backbone(backbone, output_stride=32, pretrained=pretrained_backbone)
+        self.rfb = nn.ModuleList(ReceptiveFieldBlock(c, channels) for c in self.backbone.out_channels[1:])
+        self.decoder = PartialDecoder(channels, neighbour=neighbour)
+
+    def refine(self, features: tuple[torch.Tensor, ...], reduced: tuple[torch.Tensor, ...], coarse: torch.Tensor):
+        """The four logit maps at the input size from the stage maps (x2, x3, x4), their reductions (s2, s3, s4)
+        and the coarse map at stride 8."""
+        raise NotImplementedError
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        _, x2, x3, x4 = self.backbone(x)  # strides 4, 8, 16, 32
+        s2, s3, s4 = (rfb(f) for rfb, f in zip(self.rfb, (x2, x3, x4), strict=True))  # (B, channels, ...)
+        coarse = self.decoder(s4, s3, s2)  # (B, 1, H/8, W/8)
+        return self.refine((x2, x3, x4), (s2, s3, s4), coarse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outputs = self.forward_all(x)
+        return outputs if self.training else outputs[-1]

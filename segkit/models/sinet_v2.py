@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from segkit.models.backbones import create_backbone
-from segkit.models.rfb import PartialDecoder, ReceptiveFieldBlock, rescale
+from segkit.models.rfb import CoarseToFine, rescale
 
 
 def interleave(x: torch.Tensor, y: torch.Tensor, groups: int) -> torch.Tensor:
@@ -58,16 +57,11 @@ class ReverseStage(nn.Module):
         return y
 
 
-class SINetV2(nn.Module):
-    """Camouflaged object detection network: ``forward`` gives the finest logit map (B, 1, H, W) in eval mode and
-    the four deep-supervision maps (coarse to fine, the authors' ``S_g, S_5, S_4, S_3``) in training mode;
-    ``forward_all`` always gives the four."""
+class SINetV2(CoarseToFine):
+    """Camouflaged object detection network: four logit maps, coarse to fine, as the authors' ``S_g, S_5, S_4,
+    S_3`` (``forward``: the finest in eval mode, all four in training mode)."""
 
     task = "camouflage"
-    num_classes = 1
-    size_multiple = 32
-    test_resize = "pil"  # the authors' test pipeline (segkit.engine.inference): PIL resize to 352, min-max
-    test_minmax = True
 
     def __init__(
         self,
@@ -75,18 +69,11 @@ class SINetV2(nn.Module):
         channels: int = 32,
         pretrained_backbone: str | Path | None = None,
     ) -> None:
-        super().__init__()
-        self.output_stride = 32
-        self.backbone = create_backbone(backbone, output_stride=32, pretrained=pretrained_backbone)
-        c2, c3, c4 = self.backbone.out_channels[1:]
-        self.rfb = nn.ModuleList(ReceptiveFieldBlock(c, channels) for c in (c2, c3, c4))
-        self.decoder = PartialDecoder(channels, neighbour=True)
+        super().__init__(backbone, channels, pretrained_backbone, neighbour=True)
         self.reverse = nn.ModuleList(ReverseStage(channels) for _ in range(3))
 
-    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        _, x2, x3, x4 = self.backbone(x)  # strides 4, 8, 16, 32
-        s2, s3, s4 = (rfb(f) for rfb, f in zip(self.rfb, (x2, x3, x4), strict=True))  # (B, 32, ...)
-        coarse = self.decoder(s4, s3, s2)  # (B, 1, H/8, W/8)
+    def refine(self, features, reduced, coarse):
+        s2, s3, s4 = reduced  # the reverse stages read the reduced maps
         prior5 = rescale(coarse, 0.25)
         m5 = self.reverse[0](s4, prior5) + prior5  # (B, 1, H/32, W/32)
         prior4 = rescale(m5, 2)
@@ -94,7 +81,3 @@ class SINetV2(nn.Module):
         prior3 = rescale(m4, 2)
         m3 = self.reverse[2](s2, prior3) + prior3  # (B, 1, H/8, W/8)
         return rescale(coarse, 8), rescale(m5, 32), rescale(m4, 16), rescale(m3, 8)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        outputs = self.forward_all(x)
-        return outputs if self.training else outputs[-1]

@@ -40,8 +40,11 @@ class CamouflageTask(SaliencyTask):
         """SINet-V2's layout: ``TrainDataset/Imgs|GT`` (train) and ``TestDataset/CAMO/Imgs|GT`` (val)."""
         from segkit.data.builtin import BuiltinSpec, camouflage_sample, make_binary_demo
 
-        return make_binary_demo(out, camouflage_sample, "TrainDataset", "TestDataset/CAMO", "Imgs", "GT",
-                                spec or BuiltinSpec())  # fmt: skip
+        folders = {
+            "train": ("TrainDataset/Imgs", "TrainDataset/GT"),
+            "val": ("TestDataset/CAMO/Imgs", "TestDataset/CAMO/GT"),
+        }
+        return make_binary_demo(out, camouflage_sample, folders, spec or BuiltinSpec())
 
     def metric_conventions(self, num_classes: int) -> dict[str, str]:
         from segkit.metrics.card import saliency_conventions

@@ -41,8 +41,9 @@ class PolypTask(SaliencyTask):
         """PraNet's layout: ``TrainDataset/image|mask`` (train) and ``TestDataset/Kvasir/images|masks`` (val)."""
         from segkit.data.builtin import BuiltinSpec, make_binary_demo, polyp_sample
 
-        return make_binary_demo(out, polyp_sample, "TrainDataset", "TestDataset/Kvasir", "images", "masks",
-                                spec or BuiltinSpec())  # fmt: skip
+        folders = {"train": ("TrainDataset/image", "TrainDataset/mask"),
+                   "val": ("TestDataset/Kvasir/images", "TestDataset/Kvasir/masks")}  # fmt: skip
+        return make_binary_demo(out, polyp_sample, folders, spec or BuiltinSpec())
 
     def metrics(self, num_classes: int = 1, **options):
         from segkit.metrics.polyp import PolypMetrics
