@@ -10,7 +10,7 @@ __all__ = ["Predictor", "load_model"]
 
 def __getattr__(name: str):
     if name in ("Predictor", "load_model"):
-        from segkit.engine import predictor
+        from segkit.inference import predictor
 
         return getattr(predictor, name)
     raise AttributeError(f"module 'segkit' has no attribute '{name}'")

@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from segkit.engine.config import load_config
-from segkit.engine.distributed import init_distributed, shutdown_distributed, sync_buffers
-from segkit.engine.evaluate import evaluate
-from segkit.engine.inference import InferenceSettings, torch_net
-from segkit.engine.train import batches, build_run, train_one_step
+from segkit.config import load_config
+from segkit.evaluation.evaluate import evaluate
+from segkit.inference.pipeline import InferenceSettings, torch_net
+from segkit.training.distributed import init_distributed, shutdown_distributed, sync_buffers
+from segkit.training.train import batches, build_run, train_one_step
 
 out = Path(sys.argv[1])
 info = init_distributed()

@@ -59,9 +59,9 @@ def test_metrics_accept_cuda_tensors():
 
 @pytest.mark.parametrize("task", ["saliency", "segmentation"])
 def test_amp_training_steps_on_cuda(tmp_path, task):
-    from segkit.engine.checkpoint import read_checkpoint
-    from segkit.engine.config import load_config
-    from segkit.engine.train import train
+    from segkit.config import load_config
+    from segkit.inference.checkpoint import read_checkpoint
+    from segkit.training.train import train
 
     cfg = load_config(
         None,
@@ -87,8 +87,8 @@ def test_amp_training_steps_on_cuda(tmp_path, task):
 
 def test_predictor_on_cuda(tmp_path):
     import segkit
-    from segkit.engine.config import load_config
-    from segkit.engine.train import train
+    from segkit.config import load_config
+    from segkit.training.train import train
 
     train(
         load_config(

@@ -153,8 +153,8 @@ def test_images_masks_folders(tmp_path):
     for i in range(3):
         write_jpg(tmp_path / "im" / f"{i}.jpg", rng)
         cv2.imwrite(str(tmp_path / "gt" / f"{i}.png"), np.zeros((40, 50), np.uint8))
-    from segkit.engine.config import DataConfig
-    from segkit.engine.loader import build_sources
+    from segkit.config import DataConfig
+    from segkit.training.loader import build_sources
 
     write_jpg(tmp_path / "im" / "lonely.jpg", rng)  # an image without a mask: left out, by name
     data = DataConfig(images=str(tmp_path / "im"), masks=str(tmp_path / "gt"))

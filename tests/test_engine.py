@@ -16,11 +16,11 @@ import torch
 
 import segkit
 from segkit.cli import main
-from segkit.engine.checkpoint import read_checkpoint
-from segkit.engine.config import load_config
-from segkit.engine.distributed import DistInfo
-from segkit.engine.train import batches, build_run, save, train, train_one_step
+from segkit.config import load_config
 from segkit.errors import SegkitError
+from segkit.inference.checkpoint import read_checkpoint
+from segkit.training.distributed import DistInfo
+from segkit.training.train import batches, build_run, save, train, train_one_step
 
 TINY = [
     "data.image_size=64", "data.batch_size=2", "data.workers=0", "schedule.max_steps=4", "eval.max_images=4",
@@ -101,7 +101,7 @@ def test_exact_resume_equals_straight_run(tmp_path):
     cfg = tiny("saliency", tmp_path, "name=stopped")
     out = tmp_path / "stopped"
     out.mkdir()
-    from segkit.engine.config import save_config
+    from segkit.config import save_config
 
     save_config(cfg, out / "config.yaml")
     run = build_run(cfg, out, DistInfo())

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from segkit.engine.inference import InferenceSettings, predict_probs
+from segkit.inference.pipeline import InferenceSettings, predict_probs
 from segkit.tasks import get_task
 
 
@@ -47,7 +47,7 @@ def test_segmentation_mask_is_numpys_argmax_ties_included():
 def test_resampling_to_the_same_size_is_skipped_and_changes_nothing():
     import torch.nn.functional as F
 
-    from segkit.engine.inference import _resized
+    from segkit.inference.pipeline import _resized
 
     logits = torch.randn(1, 3, 17, 23)
     assert _resized(logits, (17, 23)) is logits

@@ -54,7 +54,7 @@ def test_packaged_configs_are_the_repository_configs():
     assert top.resolve() == packaged.resolve()
     names = sorted(p.name for p in packaged.glob("*.yaml"))
     assert "demo_saliency.yaml" in names and "demo_segmentation.yaml" in names
-    from segkit.engine.config import default_config_path
+    from segkit.config import default_config_path
 
     assert default_config_path("saliency").read_text() == (top / "demo_saliency.yaml").read_text()
 

@@ -9,7 +9,7 @@ import torch
 
 import segkit
 from segkit.cli import main
-from segkit.engine.config import load_config
+from segkit.config import load_config
 from segkit.errors import SegkitError
 
 TINY = ["data.image_size=64", "data.batch_size=2", "data.workers=0", "schedule.max_steps=2", "eval.max_images=2",
@@ -18,7 +18,7 @@ TINY = ["data.image_size=64", "data.batch_size=2", "data.workers=0", "schedule.m
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from segkit.engine.train import train
+    from segkit.training.train import train
 
     out = tmp_path_factory.mktemp("folder")
     cfg = load_config(None, ["task=segmentation", f"out_dir={out}", "name=r", "model.arch=unet", *TINY])

@@ -243,8 +243,8 @@ def test_render_worst_picks_the_failures(tmp_path, capsys):
 
 
 def test_saved_predictions_rescore_as_the_checkpoint(tmp_path, capsys):
-    from segkit.engine.config import load_config
-    from segkit.engine.train import train
+    from segkit.config import load_config
+    from segkit.training.train import train
 
     data, _ = write_layout(tmp_path, n=2)
     tiny = ["data.image_size=64", "data.batch_size=2", "data.workers=0", "eval.max_images=2"]

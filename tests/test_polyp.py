@@ -89,7 +89,7 @@ def test_structure_loss_is_what_the_authors_call_computes():
     as true, so the BCE is the plain mean; segkit's ``structure`` loss must equal their whole expression."""
     import warnings
 
-    from segkit.engine.losses import get_loss
+    from segkit.models.losses import get_loss
 
     gen = torch.Generator().manual_seed(0)
     pred = torch.randn(2, 1, 40, 40, generator=gen) * 3
@@ -171,9 +171,9 @@ def test_the_new_tasks_train_predict_and_evaluate_on_their_builtin_data(task, co
 
 
 def test_step_decay_and_multiscale_sizes_follow_the_published_scripts():
-    from segkit.engine.config import load_config
-    from segkit.engine.optim import lr_factor
-    from segkit.engine.train import rescale_batch
+    from segkit.config import load_config
+    from segkit.training.optim import lr_factor
+    from segkit.training.train import rescale_batch
 
     cfg = load_config(None, ["schedule.policy=step", "schedule.step_epochs=15", "schedule.scales=[0.75, 1, 1.25]"])
     assert cfg.schedule.scales == (0.75, 1.0, 1.25)
@@ -189,15 +189,15 @@ def test_step_decay_and_multiscale_sizes_follow_the_published_scripts():
 
 @pytest.mark.slow
 def test_frozen_batchnorm_multiscale_steps_and_value_clipping_train(tmp_path):
-    from segkit.engine.config import load_config
-    from segkit.engine.train import train
+    from segkit.config import load_config
+    from segkit.training.train import train
 
     sets = [f"out_dir={tmp_path}", "name=r", "task=polyp", "model.freeze_bn=true", "schedule.scales=[0.5, 1]",
             "optim.name=adam", "optim.grad_clip_value=0.5", "schedule.policy=step", "schedule.step_epochs=1",
             *[kv for kv in TINY if not kv.startswith("schedule.max_steps")], "schedule.max_steps=1"]  # fmt: skip
     result = train(load_config(None, sets))
     ckpt = torch.load(result.run_dir / "last.pt", weights_only=True)
-    from segkit.engine.predictor import network_from_config
+    from segkit.inference.predictor import network_from_config
 
     _, fresh = network_from_config(ckpt["config"], 1)
     trained = ckpt["model"]

@@ -7,7 +7,7 @@ import torch
 
 import segkit.hardware
 from segkit.cli import main
-from segkit.engine.config import load_config
+from segkit.config import load_config
 
 TINY = [
     "data.image_size=64", "data.batch_size=4", "data.workers=0", "eval.max_images=4",
@@ -22,8 +22,8 @@ def trained(tmp_path_factory):
     segmentation, whose class decisions need more training to sit away from their ties (60 steps left it at
     99.79% and 1.1e-3). An untrained model's outputs sit at the threshold, where any rounding flips a pixel, and
     say nothing about bf16."""
-    from segkit.engine.config import default_config_path
-    from segkit.engine.train import train
+    from segkit.config import default_config_path
+    from segkit.training.train import train
 
     out = tmp_path_factory.mktemp("prec")
     recipe = ["schedule.warmup_steps=10", "eval.interval_steps=0", "data.image_size=64",
@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from segkit.engine.train import train
+    from segkit.training.train import train
 
     out = tmp_path_factory.mktemp("tiny")
     return train(
@@ -79,8 +79,8 @@ def trained_published(tmp_path_factory):
     128 px, batch 2, lr 3e-4 (max F 0.756 on the validation split, 99.87% of decisions identical, when measured;
     the default lr 1e-3 left it predicting nearly everything as object after 40 steps); PraNet and SINet-V2 at
     64 px, batch 4, 60 steps of their demo recipe."""
-    from segkit.engine.config import default_config_path
-    from segkit.engine.train import train
+    from segkit.config import default_config_path
+    from segkit.training.train import train
 
     out = tmp_path_factory.mktemp("prec-published")
     common = ["amp=false", "schedule.warmup_steps=10", "eval.interval_steps=0", "data.workers=0",
@@ -100,8 +100,8 @@ def trained_published(tmp_path_factory):
 
 def _bf16_agreement(checkpoint, task: str, max_images: int | None = None):
     """(share of identical mask decisions, fp32 scores, bf16 scores) over the built-in validation split."""
-    from segkit.engine.inference import inference_settings, predict_probs, torch_net
-    from segkit.engine.predictor import load_model
+    from segkit.inference.pipeline import inference_settings, predict_probs, torch_net
+    from segkit.inference.predictor import load_model
     from segkit.models import prepare_for_inference
     from segkit.tasks import get_task
 
@@ -166,7 +166,7 @@ def test_a_model_that_cannot_compile_runs_eagerly_after_one_line(monkeypatch, ca
 
 def test_training_autocast_follows_measured_bf16_speed(monkeypatch):
     """A CPU trains in bf16 only where bf16 is native and measures faster (AMX); AVX512-BF16 alone may not be."""
-    from segkit.engine.precision import autocast, training_precision
+    from segkit.inference.precision import autocast, training_precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: True)
@@ -187,8 +187,8 @@ def test_training_autocast_follows_measured_bf16_speed(monkeypatch):
 def test_compile_auto_decides_by_job_size_where_the_fast_path_is_unfused(monkeypatch, tiny, tmp_path, capsys):
     """--compile auto: where the eager fast path runs oneDNN's fused convolutions, never (measured as fast as
     compiled); where it does not, for jobs of COMPILE_MIN_IMAGES images or more; never on a GPU."""
-    import segkit.engine.predictor as predictor_module
-    from segkit.engine.predictor import COMPILE_MIN_IMAGES, compile_decision
+    import segkit.inference.predictor as predictor_module
+    from segkit.inference.predictor import COMPILE_MIN_IMAGES, compile_decision
 
     monkeypatch.setattr(predictor_module, "onednn_fuses", lambda device: False)  # a CPU or build without them
     assert compile_decision("auto", COMPILE_MIN_IMAGES)[0] and not compile_decision("auto", COMPILE_MIN_IMAGES - 1)[0]
@@ -227,7 +227,7 @@ def test_compiled_code_is_cached_under_the_users_cache_folder(monkeypatch, tmp_p
 
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    from segkit.engine.predictor import use_persistent_compile_cache
+    from segkit.inference.predictor import use_persistent_compile_cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what torch sets on first use
@@ -241,7 +241,7 @@ def test_compiled_code_is_cached_under_the_users_cache_folder(monkeypatch, tmp_p
 def test_predictor_makes_each_form_of_the_fast_path_once(tiny, monkeypatch):
     """eval creates a Predictor, then sets the compile choice for its job: the same choice reuses the fast path."""
     import segkit
-    import segkit.engine.predictor as predictor_module
+    import segkit.inference.predictor as predictor_module
 
     made = []
     real = predictor_module.prepare_for_inference

@@ -185,7 +185,7 @@ def test_cli_runs_on_the_authors_file(released, tmp_path, capsys):
 @pytest.mark.parametrize("name", ["poolnet-res2net50", "sinet-v2-res2net50"])
 def test_the_other_released_networks_export_to_onnx(released, name, tmp_path):
     """ONNX with dynamic sizes, checked by segkit's export against PyTorch at a second size (PraNet: above)."""
-    from segkit.engine.export import export_onnx
+    from segkit.inference.export import export_onnx
 
     path, *_ = released[name]
     result = export_onnx(path, tmp_path / f"{name}.onnx")  # raises when onnxruntime and PyTorch disagree

@@ -129,8 +129,8 @@ def _calibrate_batchnorm(model, side: int) -> None:
 
 def _checkpoint(tmp_path, arch: str):
     """A segkit checkpoint of ``arch`` as training writes it (weights, config, classes), without the training."""
-    from segkit.engine.checkpoint import FORMAT_VERSION, atomic_save
-    from segkit.engine.config import load_config, to_dict
+    from segkit.config import load_config, to_dict
+    from segkit.training.checkpoint import FORMAT_VERSION, atomic_save
 
     config = load_config(None, ["task=segmentation", f"model.arch={arch}", "model.backbone=res2net50_14w_8s"])
     model = create_model("segmentation", arch=arch, backbone="res2net50_14w_8s", num_classes=3)
@@ -189,7 +189,7 @@ def test_another_architecture_trains_and_evaluates_through_the_commands(tmp_path
 
 def test_export_refuses_a_model_onnx_runtime_does_not_reproduce(tmp_path, monkeypatch, capsys):
     """The check after export: beyond the tolerance, nothing is written and the message says why."""
-    import segkit.engine.export as export_module
+    import segkit.inference.export as export_module
     from segkit.cli import main
 
     ckpt = _checkpoint(tmp_path, "fpn")

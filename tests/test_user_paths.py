@@ -9,8 +9,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from segkit.cli import main
+from segkit.config import load_config
 from segkit.data.io import read_gray, read_rgb
-from segkit.engine.config import load_config
 
 TINY = [
     "data.image_size=64", "data.batch_size=2", "data.workers=0", "schedule.max_steps=1", "eval.max_images=2",
@@ -20,7 +20,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from segkit.engine.train import train
+    from segkit.training.train import train
 
     out = tmp_path_factory.mktemp("ckpt")
     return {
@@ -163,9 +163,9 @@ def test_empty_folder_missing_json_folder_bad_workers_and_output_file(tmp_path, 
 
 def test_corrupt_file_met_during_training_keeps_last_pt_and_logs(tmp_path):
     from segkit.data.builtin import BuiltinSpec
-    from segkit.engine.train import train
     from segkit.errors import SegkitError
     from segkit.tasks import get_task
+    from segkit.training.train import train
 
     get_task("saliency").make_demo(tmp_path / "d", BuiltinSpec(train_count=4, val_count=2))
     for victim in sorted((tmp_path / "d" / "DUTS-TR" / "DUTS-TR-Image").iterdir()):
@@ -249,7 +249,7 @@ def test_pretrained_timm_offline_fails_at_once_without_a_run_folder(tmp_path, ca
 
 
 def test_best_pt_holds_weights_and_config_only(checkpoints):
-    from segkit.engine.checkpoint import read_checkpoint
+    from segkit.inference.checkpoint import read_checkpoint
 
     best = read_checkpoint(checkpoints["saliency"])
     last = read_checkpoint(checkpoints["saliency"].with_name("last.pt"))

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from segkit.engine.precision import autocast
 from segkit.hardware import bf16_feature, bf16_pays, bf16_supported
+from segkit.inference.precision import autocast
 from segkit.models import create_backbone, prepare_for_inference
 
 RES2NET_VARIANTS = ("res2net50_48w_2s", "res2net50_26w_4s", "res2net50_14w_8s", "res2net50_26w_6s", "res2net50_26w_8s")

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from segkit.bench.backbone import _randomize_batchnorm, machine_info, time_call
-from segkit.engine.precision import autocast
 from segkit.hardware import resolve_precision
+from segkit.inference.precision import autocast
 from segkit.models import create_backbone, prepare_for_inference
 from segkit.models.onednn import ConvAct, cudnn_fusion_available
 

@@ -97,9 +97,9 @@ def make_images(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> Pa
 def write_models(folder: Path) -> tuple[Path, Path]:
     """A segkit checkpoint of DeepLabv3+ Res2Net-50 (random weights, BatchNorm statistics randomised) and the
     same weights under smp's names for ``tu-res2net50_26w_4s``."""
-    from segkit.engine.checkpoint import FORMAT_VERSION, atomic_save
-    from segkit.engine.config import load_config, to_dict
+    from segkit.config import load_config, to_dict
     from segkit.models import create_model
+    from segkit.training.checkpoint import FORMAT_VERSION, atomic_save
 
     torch.manual_seed(0)
     config = load_config(None, ["task=segmentation", f"model.backbone={BACKBONE}", "model.output_stride=16"])

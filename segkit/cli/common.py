@@ -97,7 +97,7 @@ def add_precision_flags(parser, default: str | None = "auto") -> None:
         const="on",
         default=default,
         help="torch.compile the network: auto (default) compiles CPU jobs of many images (see COMPILE_MIN_IMAGES "
-        "in segkit/engine/predictor.py) where the CPU lacks oneDNN's fused convolutions; never on a GPU, nor where "
+        "in segkit/inference/predictor.py) where the CPU lacks oneDNN's fused convolutions; never on a GPU, nor where "
         "they run, since the uncompiled fast path measured as fast there; on (also plain --compile), off. "
         "Compiling costs tens of seconds once; "
         "inductor's cache (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/segkit/inductor) makes later runs cheaper",
@@ -107,7 +107,7 @@ def add_precision_flags(parser, default: str | None = "auto") -> None:
 def predictor(path: str, args, job_images: int | None = None, **kwargs):
     """A Predictor with the command's --precision/--compile (``job_images``: how many images the job runs, for
     --compile auto), its choice said once."""
-    from segkit.engine.predictor import Predictor
+    from segkit.inference.predictor import Predictor
 
     loaded = Predictor(path, precision=args.precision or "auto", compile=args.compile, job_images=job_images, **kwargs)
     say(f"{Path(path).name}: {loaded.describe()}")

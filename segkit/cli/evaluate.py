@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_checkpoint(args: argparse.Namespace):
-    from segkit.engine.evaluate import load_for_evaluation
+    from segkit.evaluation.evaluate import load_for_evaluation
 
     precision = args.precision or "auto"
     return load_for_evaluation(args.checkpoint, args.tta, args.output_stride, args.task, precision)
@@ -244,7 +244,7 @@ def run_folders(args: argparse.Namespace) -> int:
 def run_checkpoint(args: argparse.Namespace, loaded=None) -> int:
     from pathlib import Path
 
-    from segkit.engine.evaluate import evaluate_checkpoint
+    from segkit.evaluation.evaluate import evaluate_checkpoint
     from segkit.metrics.card import metric_card
     from segkit.metrics.tables import format_table
     from segkit.tasks import get_task
@@ -369,7 +369,7 @@ def run_test_sets(args: argparse.Namespace) -> int:
 
 def run_checkpoint_test_sets(args: argparse.Namespace, loaded) -> int:
     """A saliency model (loaded by ``load_checkpoint``) on every test set under --data."""
-    from segkit.engine.evaluate import evaluate_test_sets
+    from segkit.evaluation.evaluate import evaluate_test_sets
     from segkit.tasks import get_task
 
     metrics = chosen_metrics(args, get_task(loaded.task), get_task(loaded.task).table_metrics)

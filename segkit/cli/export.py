@@ -31,12 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.format == "folder":
-        from segkit.engine.model_folder import export_folder
+        from segkit.inference.model_folder import export_folder
 
         result = export_folder(args.checkpoint, args.output)
         print(f"wrote {result['path']}/: {', '.join(result['files'])}")
         return 0
-    from segkit.engine.export import export_onnx
+    from segkit.inference.export import export_onnx
 
     result = export_onnx(args.checkpoint, args.output)
     print(f"wrote {result['path']}; onnxruntime vs PyTorch max abs difference {result['max_abs_diff']:.2e}")

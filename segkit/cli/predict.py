@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from segkit.engine.predict import PredictOptions, expand_inputs, output_names, predict_files
+    from segkit.inference.predict import PredictOptions, expand_inputs, output_names, predict_files
 
     inputs = expand_inputs(args.input)
     options = PredictOptions(probs=args.probs, overlay=args.overlay, overwrite=args.overwrite)

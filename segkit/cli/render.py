@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _count_images(folder: str) -> int | None:
     """How many images a render will run each checkpoint on (for --compile auto); None when unknown."""
-    from segkit.engine.predict import expand_inputs
+    from segkit.inference.predict import expand_inputs
 
     try:
         return len(expand_inputs([folder]))

@@ -59,10 +59,10 @@ def overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segkit.engine.config import default_config_path, load_config
-    from segkit.engine.distributed import init_distributed, shutdown_distributed
-    from segkit.engine.train import train
+    from segkit.config import default_config_path, load_config
     from segkit.errors import SegkitError
+    from segkit.training.distributed import init_distributed, shutdown_distributed
+    from segkit.training.train import train
 
     if args.resume and not args.out:
         raise SegkitError("--resume needs --out RUN_DIR (the run folder holding last.pt)")

@@ -109,7 +109,7 @@ class CoarseToFine(nn.Module):
 
     num_classes = 1
     size_multiple = 32  # the authors' test size (352) is a multiple of the network's stride
-    test_resize = "pil"  # the authors' test pipeline (segkit.engine.inference): PIL resize to 352, min-max
+    test_resize = "pil"  # the authors' test pipeline (segkit.inference.pipeline): PIL resize to 352, min-max
     test_minmax = True
 
     def __init__(self, backbone: str, channels: int, pretrained_backbone: str | Path | None, neighbour: bool) -> None:

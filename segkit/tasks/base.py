@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from segkit.data.builtin import BuiltinSpec
     from segkit.data.check import CheckReport
     from segkit.data.datasets import FileSource, SampleSource
-    from segkit.engine.inference import InferenceSettings, Net
+    from segkit.inference.pipeline import InferenceSettings, Net
 
 
 class Task:
@@ -25,7 +25,7 @@ class Task:
     name: ClassVar[str]
     primary_metric: ClassVar[str]  # the score that picks best.pt (higher is better)
     metric_keys: ClassVar[tuple[str, ...]]  # the scores reported in tables, in order
-    default_loss: ClassVar[str]  # the loss of `loss: auto` (a name in segkit.engine.losses.LOSSES)
+    default_loss: ClassVar[str]  # the loss of `loss: auto` (a name in segkit.models.losses.LOSSES)
     default_config: ClassVar[str]  # file name among the packaged configs (segkit/configs)
     labels: ClassVar[bool]  # masks hold class ids (True) or grey levels (False)
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from segkit.data.builtin import BuiltinSpec
     from segkit.data.check import CheckReport
     from segkit.data.datasets import SampleSource
-    from segkit.engine.inference import InferenceSettings, Net
+    from segkit.inference.pipeline import InferenceSettings, Net
 
 from segkit.tasks.base import Task
 
@@ -165,7 +165,7 @@ class SaliencyTask(Task):
             raise SegkitError(f"config key 'data.image_size' must be at least 128 for poolnet-res2net, got {size}")
 
     def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings, size) -> torch.Tensor:
-        from segkit.engine.inference import saliency_probs
+        from segkit.inference.pipeline import saliency_probs
 
         return saliency_probs(net, x, settings, size)[0, 0]  # (H, W)
 

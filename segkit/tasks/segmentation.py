@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from segkit.data.builtin import BuiltinSpec
     from segkit.data.check import CheckReport
     from segkit.data.datasets import SampleSource
-    from segkit.engine.inference import InferenceSettings, Net
+    from segkit.inference.pipeline import InferenceSettings, Net
 
 from segkit.tasks.base import Task
 
@@ -123,7 +123,7 @@ class SegmentationTask(Task):
             )
 
     def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings, size) -> torch.Tensor:
-        from segkit.engine.inference import segmentation_probs
+        from segkit.inference.pipeline import segmentation_probs
 
         return segmentation_probs(net, x, settings)[0]  # (C, H, W)
 

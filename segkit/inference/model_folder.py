@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from segkit.engine.config import ExperimentConfig
+from segkit.config import ExperimentConfig
 from segkit.errors import SegkitError
 
 FOLDER_FORMAT = "segkit-model-folder/1"
@@ -50,8 +50,8 @@ def export_folder(checkpoint: str | Path, output: str | Path) -> dict:
     """Write the model folder of ``checkpoint`` to ``output`` (a new or empty folder); returns what was written."""
     import safetensors.torch
 
-    from segkit.engine.checkpoint import read_checkpoint
-    from segkit.engine.predictor import model_from_checkpoint
+    from segkit.inference.checkpoint import read_checkpoint
+    from segkit.inference.predictor import model_from_checkpoint
 
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -80,9 +80,9 @@ def export_folder(checkpoint: str | Path, output: str | Path) -> dict:
 
 def _folder_config(model: nn.Module, ckpt: dict) -> dict:
     from segkit import __version__
+    from segkit.config import to_dict
     from segkit.data.normalize import IMAGENET_MEAN, IMAGENET_STD
-    from segkit.engine.config import to_dict
-    from segkit.engine.inference import inference_settings
+    from segkit.inference.pipeline import inference_settings
     from segkit.tasks import get_task
 
     cfg: ExperimentConfig = model.config
@@ -243,7 +243,7 @@ def resolve_folder(source: str | Path) -> Path:
 def load_folder(source: str | Path, output_stride: int | None = None, device: str = "cpu") -> nn.Module:
     """The network of a model folder (or ``hf://OWNER/NAME``), weights loaded strictly, in eval mode; it carries
     ``config`` and ``class_names`` as ``load_model`` gives them."""
-    from segkit.engine.predictor import network_from_config
+    from segkit.inference.predictor import network_from_config
 
     folder = resolve_folder(source)
     config = read_folder_config(folder)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segkit.engine.inference import inference_settings
-from segkit.engine.predictor import builtin_data_notice, load_model
 from segkit.errors import SegkitError
+from segkit.inference.pipeline import inference_settings
+from segkit.inference.predictor import builtin_data_notice, load_model
 from segkit.models import prepare_for_inference
 
 MAX_ABS_DIFF = 1e-3  # on logits; or MAX_REL_DIFF of the largest logit, whichever is larger

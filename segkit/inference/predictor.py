@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from segkit.engine.checkpoint import read_checkpoint
-from segkit.engine.config import ExperimentConfig, from_dict
-from segkit.engine.inference import InferenceSettings, Net, inference_settings, predict_probs, torch_net
+from segkit.config import ExperimentConfig, from_dict
 from segkit.errors import SegkitError
 from segkit.hardware import bf16_feature, resolve_precision
+from segkit.inference.checkpoint import read_checkpoint
+from segkit.inference.pipeline import InferenceSettings, Net, inference_settings, predict_probs, torch_net
 from segkit.models import model_from_config, prepare_for_inference
 from segkit.models.fast import onednn_fuses
 from segkit.tasks import get_task
@@ -28,7 +28,7 @@ def load_model(checkpoint: str | Path, output_stride: int | None = None, device:
     ``output_stride`` may differ from training (a DeepLab model trained at 16 evaluated at 8). The model carries
     ``config`` (its ExperimentConfig) and ``class_names``.
     """
-    from segkit.engine.model_folder import is_model_folder, load_folder
+    from segkit.inference.model_folder import is_model_folder, load_folder
 
     if is_model_folder(checkpoint):
         return load_folder(checkpoint, output_stride=output_stride, device=device)

@@ -193,7 +193,7 @@ def _deep_merge(base: dict, extra: dict) -> dict:
 
 def validate(config: ExperimentConfig) -> None:
     """Value checks beyond types, each naming its key."""
-    from segkit.engine.losses import LOSSES
+    from segkit.models.losses import LOSSES
     from segkit.tasks import TASKS
 
     checks = [

@@ -15,9 +15,9 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from segkit.data.datasets import SampleSource, TrainDataset, collate
-from segkit.engine.distributed import DistInfo
 from segkit.errors import SegkitError
 from segkit.tasks import Task
+from segkit.training.distributed import DistInfo
 
 
 @dataclass

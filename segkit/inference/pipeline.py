@@ -72,7 +72,7 @@ def pil_square(image: np.ndarray, side: int) -> np.ndarray:
 
 def torch_net(model: nn.Module, device: str, bf16: bool = False) -> Net:
     """A ``Net`` over a torch model (put in eval mode), with bf16 autocast when ``bf16`` and the device runs it."""
-    from segkit.engine.precision import autocast
+    from segkit.inference.precision import autocast
 
     model.eval()
 

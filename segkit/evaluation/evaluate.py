@@ -8,8 +8,8 @@ from pathlib import Path
 
 from segkit.data.datasets import SampleSource
 from segkit.data.io import BadFileError
-from segkit.engine.inference import InferenceSettings, Net, predict_probs
 from segkit.errors import SegkitError
+from segkit.inference.pipeline import InferenceSettings, Net, predict_probs
 from segkit.tasks import get_task, require_task
 
 
@@ -62,7 +62,7 @@ def load_for_evaluation(
 ):
     """The Predictor that scores ``checkpoint`` on the CPU (not yet compiled: that waits for the job's size);
     ``task``, when given, must be the checkpoint's task."""
-    from segkit.engine.predictor import Predictor
+    from segkit.inference.predictor import Predictor
 
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise SegkitError(f"'{checkpoint}' is an ONNX model; segkit eval --checkpoint takes a segkit checkpoint (.pt)")
@@ -84,7 +84,7 @@ def evaluate_checkpoint(
 ) -> CheckpointScores:
     """Score a checkpoint on ``split`` of ``data_root`` (the built-in data when None) at original sizes, on the
     CPU, in ``precision`` ("fp32", "bf16" or "auto": bf16 where native), compiled when ``compile`` (True/"on",
-    or "auto": see ``segkit.engine.predictor.compile_decision``, for a job of the split's images).
+    or "auto": see ``segkit.inference.predictor.compile_decision``, for a job of the split's images).
 
     ``task``, when given, must be the checkpoint's task. ``predictor``: the checkpoint already loaded
     (``load_for_evaluation``), so that it is read once."""

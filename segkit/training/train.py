@@ -18,20 +18,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segkit.config import ExperimentConfig, from_dict, save_config, to_dict
 from segkit.data.transforms import normalize
-from segkit.engine.checkpoint import FORMAT_VERSION, atomic_save, read_checkpoint, restore_rng_state, rng_state
-from segkit.engine.config import ExperimentConfig, from_dict, save_config, to_dict
-from segkit.engine.distributed import DistInfo, barrier, init_distributed, pick_device, sync_buffers, wrap_model
-from segkit.engine.evaluate import evaluate
-from segkit.engine.inference import inference_settings, torch_net
-from segkit.engine.loader import SeededTrainDataset, StreamSampler, batch_stream, build_sources
-from segkit.engine.losses import get_loss
-from segkit.engine.optim import build_optimizer, build_scheduler
-from segkit.engine.precision import autocast, training_precision
-from segkit.engine.runlog import Progress, RunLog, Scalars, append_metrics_csv
 from segkit.errors import SegkitError
+from segkit.evaluation.evaluate import evaluate
+from segkit.inference.checkpoint import read_checkpoint
+from segkit.inference.pipeline import inference_settings, torch_net
+from segkit.inference.precision import autocast, training_precision
 from segkit.models import model_from_config
+from segkit.models.losses import get_loss
 from segkit.tasks import Task, get_task
+from segkit.training.checkpoint import FORMAT_VERSION, atomic_save, restore_rng_state, rng_state
+from segkit.training.distributed import DistInfo, barrier, init_distributed, pick_device, sync_buffers, wrap_model
+from segkit.training.loader import SeededTrainDataset, StreamSampler, batch_stream, build_sources
+from segkit.training.optim import build_optimizer, build_scheduler
+from segkit.training.runlog import Progress, RunLog, Scalars, append_metrics_csv
 
 
 class TrainingDiverged(SegkitError):
