@@ -42,6 +42,9 @@ class DataConfig:
     mask_values: str = "standard"  # how mask values are read: standard, nonzero (saliency 0/1 masks), 255-as-class-1
     image_size: int = 128  # training crop (segmentation) / resize (saliency) side, px
     eval_size: int | None = None  # saliency: side the model sees at evaluation (None: image_size)
+    # "task": the task's augmentation; "resize": resize to image_size only (PraNet's loader); "flip": each image at
+    # its own size, random horizontal flip (Res2Net-PoolNet's loader; needs batch_size 1)
+    augment: str = "task"
     batch_size: int = 8  # per process
     workers: int = 2  # DataLoader worker processes per training process
 
@@ -208,6 +211,12 @@ def validate(config: ExperimentConfig) -> None:
         ),
         (all(s > 0 for s in config.schedule.scales), "schedule.scales", "must all be positive"),
         (config.optim.grad_clip_value >= 0, "optim.grad_clip_value", "must be >= 0"),
+        (config.data.augment in ("task", "resize", "flip"), "data.augment", "must be task, resize or flip"),
+        (
+            config.data.augment != "flip" or config.data.batch_size == 1,
+            "data.batch_size",
+            "must be 1 with data.augment=flip (each image at its own size)",
+        ),
         (config.optim.lr > 0, "optim.lr", "must be positive"),
         (config.data.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (config.data.image_size >= 16, "data.image_size", "must be >= 16"),

@@ -205,3 +205,41 @@ def test_frozen_batchnorm_multiscale_steps_and_value_clipping_train(tmp_path):
     assert bn and all(torch.equal(trained[k], fresh.state_dict()[k]) for k in bn)  # statistics and affine kept
     steps = {s["step"].item() for s in ckpt["optimizer"]["state"].values()}
     assert steps == {2.0}  # one Adam step at each of the two scales
+
+
+def test_the_published_loaders_augment_as_their_scripts():
+    from segkit.config import load_config
+    from segkit.data.transforms import published_train
+    from segkit.errors import SegkitError
+
+    image = np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    mask = np.zeros((90, 120), np.uint8)
+    mask[:, :30] = 255
+    resized = published_train("resize", 64)(image=image, mask=mask)
+    assert resized["image"].shape == (64, 64, 3) and resized["mask"].shape == (64, 64)
+    flips = published_train("flip", 64)
+    outs = []
+    for seed in range(8):
+        flips.set_random_seed(seed)
+        outs.append(flips(image=image, mask=mask))
+    assert all(o["image"].shape == image.shape for o in outs)  # each image at its own size
+    flipped = [o for o in outs if o["mask"][0, -1] == 255]
+    assert flipped and len(flipped) < len(outs)  # flipped sometimes, image and mask together
+    assert all(np.array_equal(o["image"], image[:, ::-1]) for o in flipped)
+    with pytest.raises(SegkitError, match="data.batch_size.*must be 1 with data.augment=flip"):
+        load_config(None, ["data.augment=flip", "data.batch_size=2"])
+
+
+@pytest.mark.slow
+def test_the_poolnet_res2net_recipe_trains_at_each_images_size(tmp_path):
+    """Its authors' loader (own size, flip, batch 1), frozen BatchNorm and summed BCE, one step on the built-in
+    data, with its test pipeline (each image at its own size) for the final evaluation."""
+    from segkit.config import default_config_path, load_config
+    from segkit.training.train import train
+
+    recipe = default_config_path("saliency").parent / "poolnet_res2net50_duts.yaml"
+    sets = [f"out_dir={tmp_path}", "name=p", "data.root=null", "model.pretrained_backbone=null",
+            "model.backbone=res2net50_14w_8s", "schedule.max_steps=1", "schedule.grad_accum=2", "data.workers=0",
+            "eval.max_images=2"]  # fmt: skip
+    result = train(load_config(recipe, sets))
+    assert (result.run_dir / "best.pt").is_file() and 0 <= result.scores.mae <= 1

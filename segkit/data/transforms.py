@@ -14,7 +14,8 @@ import torch
 from segkit.conventions import IGNORE_INDEX
 from segkit.data.normalize import IMAGENET_MEAN, normalize
 
-__all__ = ["normalize", "segmentation_train", "saliency_train", "image_tensor", "grey_target", "label_target"]
+__all__ = ["normalize", "segmentation_train", "saliency_train", "published_train", "image_tensor", "grey_target",
+           "label_target"]  # fmt: skip
 _MEAN_PIXEL = tuple(int(round(m * 255)) for m in IMAGENET_MEAN)
 
 
@@ -42,6 +43,21 @@ def saliency_train(size_px: int = 320) -> A.Compose:
             A.RandomBrightnessContrast(0.1, 0.1, p=0.3),
         ]
     )
+
+
+# data.augment: "task" (the task's own pipeline) or a published script's loader.
+AUGMENTS = ("task", "resize", "flip")
+
+
+def published_train(augment: str, size_px: int) -> A.Compose:
+    """A published training script's loader: "resize" to ``size_px`` x ``size_px`` and nothing else (PraNet's
+    ``PolypDataset``), or "flip": the image at its own size with a random horizontal flip (Res2Net-PoolNet's
+    ``ImageDataTrain``, batch 1)."""
+    if augment == "resize":
+        return A.Compose([A.Resize(size_px, size_px)])
+    if augment == "flip":
+        return A.Compose([A.HorizontalFlip()])
+    raise ValueError(f"unknown augmentation '{augment}'; valid: {', '.join(AUGMENTS)}")
 
 
 def image_tensor(image: np.ndarray) -> torch.Tensor:

@@ -120,8 +120,13 @@ class StreamSampler(Sampler):
 class SeededTrainDataset(TrainDataset):
     """Takes (epoch, index) keys and seeds each sample's augmentation by (seed, epoch, index)."""
 
-    def __init__(self, source: SampleSource, task: Task, image_size_px: int, seed: int) -> None:
-        super().__init__(source, task.train_transform(image_size_px), task.target)
+    def __init__(self, source: SampleSource, task: Task, image_size_px: int, seed: int, augment: str = "task") -> None:
+        from segkit.data.transforms import published_train
+
+        transform = (
+            task.train_transform(image_size_px) if augment == "task" else published_train(augment, image_size_px)
+        )
+        super().__init__(source, transform, task.target)
         self.seed = seed
 
     def __getitem__(self, key: tuple[int, int]) -> dict:

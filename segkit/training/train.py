@@ -95,7 +95,7 @@ def build_run(config: ExperimentConfig, out: Path, info: DistInfo) -> Run:
         freeze_batchnorm(net)
     model = wrap_model(net, info, device, config.sync_bn and not config.model.freeze_bn)
     optimizer = build_optimizer(net, config.optim)
-    train_set = SeededTrainDataset(sources.train, task, config.data.image_size, config.seed)
+    train_set = SeededTrainDataset(sources.train, task, config.data.image_size, config.seed, config.data.augment)
     samples_per_step = config.data.batch_size * config.schedule.grad_accum
     sampler = StreamSampler(len(train_set), config.seed, info, samples_per_step)
     if sampler.per_epoch == 0:
