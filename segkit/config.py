@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -101,6 +102,9 @@ class ExperimentConfig:
     log_interval: int = 20  # steps between log lines when the output is not a terminal
 
 
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _check_type(value, annotation, key: str):
     """``value`` converted to ``annotation`` (int -> float allowed), or a SegkitError naming ``key``."""
     hint = annotation
@@ -112,6 +116,8 @@ def _check_type(value, annotation, key: str):
         hint = next(o for o in options if o is not type(None))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+        return float(value)  # 1e-4, 5E-5: YAML 1.1 (PyYAML) reads an exponent without a dot as a string
     if typing.get_origin(hint) is tuple:
         return _check_tuple(value, typing.get_args(hint)[0], key)
     if hint in (int, float, str, bool) and (type(value) is not hint):

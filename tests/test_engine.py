@@ -243,3 +243,19 @@ def test_bad_training_sample_is_a_clear_error(tmp_path):
     cfg = tiny("saliency", tmp_path, "name=bad", f"data.root={tmp_path / 'd'}")
     with pytest.raises(SegkitError, match="bad training sample.*is empty"):
         train(cfg)
+
+
+def test_float_keys_read_numbers_as_people_write_them(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-4 as a string; the published recipes' learning rates are written so."""
+    from segkit.config import load_config
+    from segkit.errors import SegkitError
+
+    assert load_config(None, ["optim.lr=1e-4", "optim.weight_decay=5E-4"]).optim.lr == 1e-4
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("optim:\n  lr: 5e-5\n  weight_decay: 1E3\n")
+    cfg = load_config(recipe)
+    assert (cfg.optim.lr, cfg.optim.weight_decay) == (5e-5, 1000.0)
+    with pytest.raises(SegkitError, match="optim.lr' must be float"):
+        load_config(None, ["optim.lr=fast"])
+    with pytest.raises(SegkitError, match="data.batch_size' must be int"):
+        load_config(None, ["data.batch_size=1e2"])  # an int key takes no float notation
