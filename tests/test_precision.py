@@ -76,9 +76,9 @@ def test_bf16_input_refused_message_says_why(monkeypatch, tmp_path, tiny, capsys
 def trained_published(tmp_path_factory):
     """The published architectures trained briefly on their tasks' built-in data (random weights put most pixels
     at the threshold), in fp32 so that the run is the same on every CPU: PoolNet-Res2Net at its smallest size,
-    128 px, batch 2, lr 3e-4 (max F 0.756 on the validation split, 99.87% of decisions identical, when measured;
-    the default lr 1e-3 left it predicting nearly everything as object after 40 steps); PraNet and SINet-V2 at
-    64 px, batch 4, 60 steps of their demo recipe."""
+    128 px, batch 2, 30 steps at lr 3e-4 (max F 0.748 on the validation split, 99.87% of decisions identical, when
+    measured; the default lr 1e-3 left it predicting nearly everything as object after 40 steps); PraNet and
+    SINet-V2 at 64 px, batch 4, 60 steps of their demo recipe (40 steps left them at 99.6% identical)."""
     from segkit.config import default_config_path
     from segkit.training.train import train
 
@@ -87,7 +87,7 @@ def trained_published(tmp_path_factory):
               "eval.max_images=4", "model.backbone=res2net50_14w_8s"]  # fmt: skip
     recipes = {
         "poolnet-res2net": ("saliency", ["data.image_size=128", "data.batch_size=2", "optim.lr=0.0003",
-                                         "schedule.max_steps=40"]),
+                                         "schedule.max_steps=30"]),
         "pranet": ("polyp", ["data.image_size=64", "data.batch_size=4", "schedule.max_steps=60"]),
         "sinet-v2": ("camouflage", ["data.image_size=64", "data.batch_size=4", "schedule.max_steps=60"]),
     }  # fmt: skip
@@ -140,7 +140,7 @@ def test_bf16_masks_agree_with_fp32_on_the_builtin_validation_split(trained, tas
     "arch,task", [("poolnet-res2net", "saliency"), ("pranet", "polyp"), ("sinet-v2", "camouflage")]
 )
 def test_bf16_masks_of_the_published_networks_agree_with_fp32(trained_published, arch, task):
-    same, _, _ = _bf16_agreement(trained_published[arch], task, max_images=32)
+    same, _, _ = _bf16_agreement(trained_published[arch], task, max_images=24)
     assert same >= 0.995, f"{same:.4f} of pixels identical"
 
 

@@ -92,14 +92,16 @@ def test_released_file_matches_the_authors_outputs(released, name):
 
 @pytest.mark.parametrize("name", NETWORKS)
 def test_released_file_with_dataparallel_prefix_loads(released, name, tmp_path):
+    from segkit.inference.checkpoint import read_checkpoint
+
     path, *_ = released[name]
     state = torch.load(path, weights_only=True)
     prefixed = tmp_path / "dp.pth"
     torch.save({f"module.{k}": v for k, v in state.items()}, prefixed)
-    model = segkit.load_model(prefixed)
-    plain = segkit.load_model(path)
-    for (k, a), (_, b) in zip(model.state_dict().items(), plain.state_dict().items(), strict=True):
-        assert torch.equal(a, b), k
+    plain, wrapped = read_checkpoint(path), read_checkpoint(prefixed)
+    assert wrapped["published"] == plain["published"] == name
+    assert wrapped["model"].keys() == plain["model"].keys()
+    assert all(torch.equal(wrapped["model"][k], plain["model"][k]) for k in plain["model"])
 
 
 def test_every_key_of_the_authors_file_is_used(released):
