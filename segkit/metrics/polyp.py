@@ -21,10 +21,6 @@ from segkit.metrics.saliency import (
     PreparedPair,
     SaliencyMetrics,
     SaliencyScores,
-    SaliencyTruth,
-    as_2d_numpy,
-    per_image_scores,
-    prepare,
 )
 
 _LEVELS = np.arange(256, dtype=np.float64) / 255.0
@@ -78,20 +74,10 @@ class PolypScores(SaliencyScores):
 class PolypMetrics(SaliencyMetrics):
     """``SaliencyMetrics`` with PraNet's Dice and IoU curves; ``compute()`` returns ``PolypScores``."""
 
-    def update(self, pred, gt) -> dict[str, float]:
-        pred_a = as_2d_numpy(pred)
-        truth = gt if isinstance(gt, SaliencyTruth) else SaliencyTruth(gt)
-        if pred_a.shape != truth.shape:
-            raise ValueError(f"prediction {pred_a.shape} and ground truth {truth.shape} differ in size")
-        pair = prepare(pred_a, truth)
-        scores, curves = per_image_scores(pair, self.beta_sq)
+    def image_scores_and_curves(self, pair: PreparedPair) -> tuple[dict, dict]:
+        scores, curves = super().image_scores_and_curves(pair)
         curves["dice"], curves["iou"] = dice_iou_curves(pair)
-        for k, v in scores.items():
-            self._sums[k] = self._sums.get(k, 0.0) + v
-        for k, v in curves.items():
-            self._curves[k] = self._curves.get(k, 0.0) + v
-        self.count += 1
-        return {**scores, "mdice": float(curves["dice"].mean()), "miou": float(curves["iou"].mean())}
+        return scores, curves
 
     def compute(self) -> PolypScores:
         base = super().compute()

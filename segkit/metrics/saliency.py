@@ -493,13 +493,18 @@ class SaliencyMetrics:
         truth = gt if isinstance(gt, SaliencyTruth) else SaliencyTruth(gt)
         if pred_a.shape != truth.shape:
             raise ValueError(f"prediction {pred_a.shape} and ground truth {truth.shape} differ in size")
-        scores, curves = per_image_scores(prepare(pred_a, truth), self.beta_sq)
+        scores, curves = self.image_scores_and_curves(prepare(pred_a, truth))
         for k, v in scores.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
         for k, v in curves.items():
             self._curves[k] = self._curves.get(k, 0.0) + v
         self.count += 1
         return scores
+
+    def image_scores_and_curves(self, pair: PreparedPair) -> tuple[dict, dict]:
+        """One prepared image's scores (averaged over images) and curves (averaged per threshold); a subclass
+        adds its own (``segkit.metrics.polyp``)."""
+        return per_image_scores(pair, self.beta_sq)
 
     def merge(self, other: SaliencyMetrics) -> None:
         """Add another accumulator's state (from another worker or process)."""
