@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of one device session, in one go: CUDA tests (fast path, split padding, bf16 auto precision,
 # metrics on device tensors, AMP training steps, prediction, cuDNN's fused convolutions), `segkit bench backbone`
-# on CUDA and `segkit bench gap` (what Res2Net-50's throughput gap to ResNet-50 is made of, and the attempts to
+# on CUDA and `benchmarks/gap.py` (what Res2Net-50's throughput gap to ResNet-50 is made of, and the attempts to
 # close it, cuDNN's fused convolution + bias + ReLU among them).
 # Writes its logs and JSON to $OUT. Missing packages travel as wheels in .whl/ (see the device notes); segkit
 # runs from the checkout.
@@ -26,16 +26,16 @@ timeout 200 python3 -m segkit bench backbone --device cuda --variants res2net50_
 # GAP=eager (the default, to fit one device call of 10 minutes): every attempt except compilation, and the
 # convolution table, no profile; GAP=full: everything; GAP=compile: only the compiled attempts and the profiles
 if [ "${GAP:-eager}" = eager ]; then
-  timeout 240 python3 -m segkit bench gap --device cuda --batch 32 --size 512 --repeats 20 --compile-modes none \
+  timeout 240 python3 benchmarks/gap.py --device cuda --batch 32 --size 512 --repeats 20 --compile-modes none \
     --no-profile --json "$OUT/gap_cuda.json" 2>&1 | tee "$OUT/gap_cuda.txt"
 elif [ "$GAP" = full ]; then
-  timeout 420 python3 -m segkit bench gap --device cuda --batch 32 --size 512 --repeats 20 \
+  timeout 420 python3 benchmarks/gap.py --device cuda --batch 32 --size 512 --repeats 20 \
     --compile-modes default max-autotune --compile-timeout 150 --json "$OUT/gap_cuda.json" 2>&1 | tee "$OUT/gap_cuda.txt"
 else
-  timeout 300 python3 -m segkit bench gap --device cuda --batch 32 --size 512 --repeats 20 --only-compile-and-profile \
+  timeout 300 python3 benchmarks/gap.py --device cuda --batch 32 --size 512 --repeats 20 --only-compile-and-profile \
     --compile-modes default+pad16 --compile-timeout 150 \
     --json "$OUT/gap_cuda_compile.json" 2>&1 | tee "$OUT/gap_cuda_compile.txt"
-  timeout 60 python3 -m segkit bench gap --device cuda --batch 32 --size 512 --only-compile-and-profile \
+  timeout 60 python3 benchmarks/gap.py --device cuda --batch 32 --size 512 --only-compile-and-profile \
     --compile-modes none --profile-split-multiple 16 --json "$OUT/gap_cuda_profile16.json" 2>&1 \
     | tee "$OUT/gap_cuda_profile16.txt"
 fi

@@ -4,7 +4,8 @@
 that ``import segkit`` (and the command line) starts without loading PyTorch.
 """
 
-__version__ = "0.1.0"
+from segkit.version import __version__ as __version__
+
 __all__ = ["Predictor", "load_model"]
 
 

@@ -202,6 +202,7 @@ def _deep_merge(base: dict, extra: dict) -> dict:
 
 def validate(config: ExperimentConfig) -> None:
     """Value checks beyond types, each naming its key."""
+    from segkit.models.factory import check_network_config
     from segkit.models.losses import LOSSES
     from segkit.tasks import TASKS
 
@@ -234,7 +235,7 @@ def validate(config: ExperimentConfig) -> None:
     for ok, key, problem in checks:
         if not ok:
             raise SegkitError(f"config key '{key}' {problem}")
-    TASKS[config.task].validate_config(config)
+    check_network_config(config.task, config.model, config.data.image_size)
 
 
 def save_config(config: ExperimentConfig, path: Path) -> None:

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,32 +81,56 @@ def test_interleaved_timing_runs_each_model_in_turn_every_round():
     assert calls == ["a", "b", "c"] * 4 and set(seconds) == {"a", "b", "c"}
 
 
-def test_bench_gap_tiny_on_cpu(tmp_path, capsys):
+def _script(name: str):
+    """A research script under benchmarks/ (outside the wheel), imported from its file."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gap_script_tiny_on_cpu(tmp_path, capsys):
+    gap = _script("gap")
     out = tmp_path / "gap.json"
-    code = main(
-        ["bench", "gap", "--device", "cpu", "--batch", "1", "--size", "64", "--repeats", "1"]
-        + ["--compile-modes", "none", "--json", str(out)]
+    code = gap.main(
+        ["--device", "cpu", "--batch", "1", "--size", "64", "--repeats", "1", "--compile-modes", "none"]
+        + ["--json", str(out)]
     )
     assert code == 0
     data = json.loads(out.read_text())
     names = [a["name"] for a in data["attempts"]]
-    assert "bf16 + benchmark + splits padded to 16" in names or not data["machine"]["bf16"]
+    split = "bf16" if data["machine"]["bf16"] else "fp32"
+    assert f"{split} + splits padded to 16" in names and f"{split} + splits padded to 8" in names
     assert "fp32 fast path, no oneDNN fusion" in names  # on a CPU, the default path and the same one unfused
-    assert all(a["res2net_over_resnet"] > 0 for a in data["attempts"])
-    kinds = {row["kind"] for row in data["conv_table_bf16"]}
+    assert not any("CUDA graph" in n or "benchmark" in n for n in names), "GPU-only settings: same code on a CPU"
+    assert all(a["resnet_over_res2net"] > 0 for a in data["attempts"])
+    for a in data["attempts"]:
+        r2n, r50 = a["img_s"]["res2net50_26w_4s"], a["img_s"]["resnet50"]
+        assert a["resnet_over_res2net"] == pytest.approx(r50 / r2n), "the gap is ResNet-50's img/s over Res2Net-50's"
+    kinds = {row["kind"] for row in data["conv_table"]}
     assert {"res2net split", "resnet", "res2net split padded to 16"} <= kinds
     profile = data["profile_ms"]["res2net50_26w_4s"]
     assert profile["conv 1x1"] > 0 and any(k.startswith("conv 3x3 grouped") for k in profile)
-    assert "profile of one bf16 forward" in capsys.readouterr().out
+    assert "profile of one forward" in capsys.readouterr().out
     assert not any("cuDNN" in n for n in names), "cuDNN's fused convolutions are GPU attempts"
 
 
-def test_bench_gap_cudnn_attempt_says_when_the_fusion_did_not_run():
-    from segkit.bench.gap import GapSettings, _inference_attempt
+def test_gap_script_cudnn_attempt_says_when_the_fusion_did_not_run():
+    gap = _script("gap")
+    s = gap.GapSettings(device="cpu", batch=1, size_px=32, repeats=1, warmup=0)
+    attempt = gap._inference_attempt("x", s, torch.device("cpu"), False, split_multiple=16, cudnn_fused=True)
+    assert attempt.note == "cuDNN fusion unavailable here: ran unfused" and attempt.gap > 0
 
-    s = GapSettings(device="cpu", batch=1, size_px=32, repeats=1, warmup=0)
-    attempt = _inference_attempt("x", s, torch.device("cpu"), False, split_multiple=16, cudnn_fused=True)
-    assert attempt.note == "cuDNN fusion unavailable here: ran unfused" and attempt.ratio > 0
+
+def test_research_benchmarks_left_segkit_bench(capsys):
+    """`segkit bench` answers what a user asks of their own machine; the research sweeps are scripts."""
+    for target in ("gap", "precision"):
+        with pytest.raises(SystemExit):
+            main(["bench", target])
+        assert "invalid choice" in capsys.readouterr().err
 
 
 def test_bench_predict_mixed_sizes_are_a_fixed_draw_of_the_listed_sizes(tmp_path):
@@ -139,19 +164,19 @@ def test_bench_bad_variant_is_a_clear_error(capsys):
     assert "unknown backbone" in err and "Traceback" not in err
 
 
-def test_bench_precision_tiny_and_its_bad_input(tmp_path, capsys, monkeypatch):
-    import segkit.bench.precision as precision
+def test_precision_sweep_tiny_and_its_bad_input(tmp_path, capsys, monkeypatch):
+    precision = _script("precision_sweep")
 
-    assert main(["bench", "precision", "--sizes", "10x"]) == 2
+    assert precision.main(["--sizes", "10x"]) == 2
     assert "--sizes takes HxW" in capsys.readouterr().err
     monkeypatch.setattr(precision, "bf16_supported", lambda device: False)
-    assert main(["bench", "precision", "--sizes", "64"]) == 2
+    assert precision.main(["--sizes", "64"]) == 2
     assert "no native bf16" in capsys.readouterr().err
     monkeypatch.undo()
-    if not __import__("segkit.hardware").hardware.bf16_supported("cpu"):
+    if not __import__("segkit.accel.hardware").accel.hardware.bf16_supported("cpu"):
         return  # nothing to time on a CPU without native bf16
     out = tmp_path / "p.json"
-    assert main(["bench", "precision", "--sizes", "64", "64x96", "--repeats", "1", "--json", str(out)]) == 0
+    assert precision.main(["--sizes", "64", "64x96", "--repeats", "1", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert [(r["network"], r["size"]) for r in data["rows"]] == [
         ("saliency", "64x64"), ("saliency", "64x96"), ("segmentation", "64x64"), ("segmentation", "64x96"),

@@ -80,7 +80,7 @@ def test_amp_training_steps_on_cuda(tmp_path, task):
     assert all(np.isfinite(v) for v in result.scores.scalars().values())
     ckpt = read_checkpoint(tmp_path / "r" / "last.pt")
     assert ckpt["step"] == 30
-    from segkit.hardware import bf16_supported
+    from segkit.accel.hardware import bf16_supported
 
     assert bf16_supported(torch.device("cuda"))
 
@@ -133,7 +133,7 @@ def test_auto_precision_is_bf16_on_cuda_and_close_to_fp32():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cudnn_fused_convolutions_agree_with_separate_steps(precision):
-    from segkit.models.onednn import ConvAct, cudnn_fusion_available
+    from segkit.accel.onednn import ConvAct, cudnn_fusion_available
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     if not cudnn_fusion_available("cuda", dtype):

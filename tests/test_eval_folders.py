@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from segkit.cli import main
+from segkit.evaluation.folders import evaluate_folders, pair_by_stem
 from segkit.metrics import SaliencyMetrics, SegmentationMetrics
-from segkit.metrics.folders import evaluate_folders, pair_by_stem
 
 
 def test_reference_folder_via_cli_matches_reference_json(tmp_path, capsys, sod_reference):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from segkit.accel.hardware import bf16_supported
 from segkit.errors import SegkitError
 from segkit.models import create_backbone, create_model, prepare_for_inference
 from tests.conftest import max_rel_err, randomize_batchnorm
@@ -123,13 +124,13 @@ FAST_BUILDS = {
 
 
 def _fused_convs(fast) -> list:
-    from segkit.models.onednn import ConvAct
+    from segkit.accel.onednn import ConvAct
 
     return [m for m in fast.modules() if isinstance(m, ConvAct) and m.onednn]
 
 
 needs_onednn = pytest.mark.skipif(
-    not __import__("segkit.models.onednn", fromlist=["x"]).onednn_available(),
+    not __import__("segkit.accel.onednn", fromlist=["x"]).onednn_available(),
     reason="this PyTorch build has no oneDNN fused convolutions",
 )
 
@@ -160,10 +161,10 @@ def test_onednn_fused_convolutions_equal_the_eval_model(name):
 
 
 @needs_onednn
-@pytest.mark.skipif(not __import__("segkit.hardware").hardware.bf16_supported("cpu"), reason="no native bf16")
+@pytest.mark.skipif(not bf16_supported("cpu"), reason="no native bf16")
 @pytest.mark.parametrize("name", ["r2n-os16", "resnet50", "deeplab"])
 def test_bf16_fast_path_is_fused_and_agrees_with_the_unfused_one(name, monkeypatch):
-    import segkit.models.fast as fast_module
+    import segkit.accel.fast as fast_module
 
     model = randomize_batchnorm(FAST_BUILDS[name]()).eval()
     fused = prepare_for_inference(model, precision="bf16")
@@ -186,7 +187,7 @@ def test_bf16_fast_path_is_fused_and_agrees_with_the_unfused_one(name, monkeypat
 def test_reordered_weights_are_kept_for_the_most_recently_used_shapes(monkeypatch):
     """A fused convolution keeps a weight reordered per input shape, dropping the least recently used one; each
     gives the convolution's result."""
-    import segkit.models.onednn as onednn
+    import segkit.accel.onednn as onednn
 
     monkeypatch.setattr(onednn, "PACKED_SHAPES", 2)
     conv = torch.nn.Conv2d(8, 16, 3, padding=1).eval()
@@ -204,11 +205,13 @@ def test_atrous_convolutions_run_in_the_faster_precision_with_the_same_result(fp
     """An ASPP's atrous convolutions in bf16 (DeepLabv3+'s depthwise ones, DeepLabv3's dense ones with their
     ReLU) run in bf16 or fp32, whichever was timed faster for the input's shape; either gives the convolution's
     result (to bf16 rounding) and the choice is kept per shape."""
-    import segkit.models.onednn as onednn
+    import segkit.accel.onednn as onednn
 
     groups = 32 if kind == "depthwise" else 1
     conv = torch.nn.Conv2d(32, 32, 3, padding=12, dilation=12, groups=groups).eval()
-    module = conv if kind == "depthwise" else onednn.ConvAct(conv, "relu", onednn=onednn.onednn_available())
+    # oneDNN's bf16 convolutions need AVX512 (or AVX-NE-CONVERT): elsewhere the ConvAct runs PyTorch's own ones
+    bf16_onednn = onednn.onednn_available() and bf16_supported("cpu")
+    module = conv if kind == "depthwise" else onednn.ConvAct(conv, "relu", onednn=bf16_onednn)
     want_fn = conv if kind == "depthwise" else (lambda x: conv(x).relu())
     module16 = __import__("copy").deepcopy(module).bfloat16()
     assert onednn.atrous(module16)
@@ -232,16 +235,16 @@ def test_atrous_convolutions_run_in_the_faster_precision_with_the_same_result(fp
 
 
 def _dilation(m) -> int:
-    from segkit.models.onednn import ConvAct
+    from segkit.accel.onednn import ConvAct
 
     return (m.module.conv if isinstance(m.module, ConvAct) else m.module).dilation[0]
 
 
 @needs_onednn
-@pytest.mark.skipif(not __import__("segkit.hardware").hardware.bf16_supported("cpu"), reason="no native bf16")
+@pytest.mark.skipif(not bf16_supported("cpu"), reason="no native bf16")
 @pytest.mark.parametrize(("arch", "rates"), [("deeplabv3plus", [6, 12, 18]), ("deeplabv3", [12, 24, 36])])
 def test_deeplab_bf16_fast_path_wraps_the_aspp_atrous_convolutions(arch, rates):
-    from segkit.models.onednn import FasterOfTwo
+    from segkit.accel.onednn import FasterOfTwo
 
     model = randomize_batchnorm(create_model("segmentation", num_classes=4, arch=arch)).eval()
     fast = prepare_for_inference(model, precision="bf16")
@@ -254,7 +257,7 @@ def test_deeplab_bf16_fast_path_wraps_the_aspp_atrous_convolutions(arch, rates):
 def test_cudnn_fusion_is_never_used_on_a_cpu():
     """``cudnn_fused=True`` asks for cuDNN's fused convolutions, which exist only on a GPU: on a CPU the probe says
     no and the model is the usual fast path (tests/test_cuda.py checks the fused one on a GPU)."""
-    from segkit.models.onednn import ConvAct, cudnn_fusion_available
+    from segkit.accel.onednn import ConvAct, cudnn_fusion_available
 
     assert not cudnn_fusion_available("cpu", torch.float32)
     model = randomize_batchnorm(FAST_BUILDS["r2n-os16"]()).eval()
@@ -268,7 +271,7 @@ def test_res2net_hierarchy_written_in_place_and_the_plain_form_for_autograd_and_
     """The blocks write y_i over conv1's output (no concatenation) in inference, and build the concatenation where
     autograd records or a tracer (ONNX export) runs; all three give the eval model's outputs, and gradients reach
     the input."""
-    import segkit.models.fast as fast_module
+    import segkit.accel.fast as fast_module
 
     model = randomize_batchnorm(create_backbone("res2net50_26w_4s")).eval()
     fast = prepare_for_inference(model, onednn=False)  # the module form ONNX export takes, as well as the fused one

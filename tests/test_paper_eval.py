@@ -143,7 +143,7 @@ def test_latex_marks_best_and_second_with_each_metrics_direction(scored, capsys)
 
 def test_curve_data_replots_the_tables_maxima(scored, tmp_path):
     root, data, preds, result = scored
-    from segkit.metrics.curves import read_curves_data
+    from segkit.evaluation.curves import read_curves_data
 
     npz = tmp_path / "curves.npz"
     args = ["eval", "--task", "saliency", "--data", str(data), *pred_args(preds), "--curves-data", str(npz)]

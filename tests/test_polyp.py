@@ -118,7 +118,7 @@ def _write_pairs(images, masks, n: int, image_ext: str = ".jpg") -> None:
 
 def test_the_camouflage_and_polyp_layouts_are_found(tmp_path):
     from segkit.data.saliency import COD, POLYP, training_sources
-    from segkit.metrics.paper import find_test_sets
+    from segkit.evaluation.paper import find_test_sets
 
     cod = tmp_path / "cod"
     _write_pairs(cod / "TrainDataset" / "Imgs", cod / "TrainDataset" / "GT", 2)
@@ -197,7 +197,7 @@ def test_frozen_batchnorm_multiscale_steps_and_value_clipping_train(tmp_path):
             *[kv for kv in TINY if not kv.startswith("schedule.max_steps")], "schedule.max_steps=1"]  # fmt: skip
     result = train(load_config(None, sets))
     ckpt = torch.load(result.run_dir / "last.pt", weights_only=True)
-    from segkit.inference.predictor import network_from_config
+    from segkit.inference.loading import network_from_config
 
     _, fresh = network_from_config(ckpt["config"], 1)
     trained = ckpt["model"]

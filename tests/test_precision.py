@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import segkit.hardware
+import segkit.accel.hardware
 from segkit.cli import main
 from segkit.config import load_config
 
@@ -50,12 +50,12 @@ def tiny(tmp_path_factory):
 def test_auto_is_fp32_without_native_bf16_and_bf16_where_it_is_native_and_faster(tiny, monkeypatch):
     import segkit
 
-    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: False)
+    monkeypatch.setattr(segkit.accel.hardware, "bf16_supported", lambda device: False)
     assert segkit.Predictor(tiny / "best.pt", device="cpu").precision == "fp32"
-    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: True)
-    monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 2.7)  # an EPYC with AVX512-BF16
+    monkeypatch.setattr(segkit.accel.hardware, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(segkit.accel.hardware, "cpu_bf16_speedup", lambda: 2.7)  # an EPYC with AVX512-BF16
     assert segkit.Predictor(tiny / "best.pt", device="cpu").precision == "bf16"
-    monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 0.57)  # native, but slower: measured here
+    monkeypatch.setattr(segkit.accel.hardware, "cpu_bf16_speedup", lambda: 0.57)  # native, but slower: measured here
     assert segkit.Predictor(tiny / "best.pt", device="cpu").precision == "fp32"
     explicit = segkit.Predictor(tiny / "best.pt", device="cpu", precision="bf16")  # asked for: native, so it runs
     assert explicit.precision == "bf16"
@@ -64,7 +64,7 @@ def test_auto_is_fp32_without_native_bf16_and_bf16_where_it_is_native_and_faster
 def test_bf16_input_refused_message_says_why(monkeypatch, tmp_path, tiny, capsys):
     import cv2
 
-    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: False)
+    monkeypatch.setattr(segkit.accel.hardware, "bf16_supported", lambda device: False)
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
     args = ["predict", "--checkpoint", str(tiny / "best.pt"), "--input", str(tmp_path / "a.png")]
     assert main([*args, "--output", str(tmp_path / "o"), "--precision", "bf16"]) == 2
@@ -125,7 +125,7 @@ def _bf16_agreement(checkpoint, task: str, max_images: int | None = None):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not segkit.hardware.bf16_supported("cpu"), reason="this CPU has no native bf16")
+@pytest.mark.skipif(not segkit.accel.hardware.bf16_supported("cpu"), reason="this CPU has no native bf16")
 @pytest.mark.parametrize("task", ["saliency", "segmentation"])
 def test_bf16_masks_agree_with_fp32_on_the_builtin_validation_split(trained, task):
     same, fp32, bf16 = _bf16_agreement(trained[task], task)
@@ -135,7 +135,7 @@ def test_bf16_masks_agree_with_fp32_on_the_builtin_validation_split(trained, tas
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not segkit.hardware.bf16_supported("cpu"), reason="this CPU has no native bf16")
+@pytest.mark.skipif(not segkit.accel.hardware.bf16_supported("cpu"), reason="this CPU has no native bf16")
 @pytest.mark.parametrize(
     "arch,task", [("poolnet-res2net", "saliency"), ("pranet", "polyp"), ("sinet-v2", "camouflage")]
 )
@@ -166,20 +166,20 @@ def test_a_model_that_cannot_compile_runs_eagerly_after_one_line(monkeypatch, ca
 
 def test_training_autocast_follows_measured_bf16_speed(monkeypatch):
     """A CPU trains in bf16 only where bf16 is native and measures faster (AMX); AVX512-BF16 alone may not be."""
-    from segkit.inference.precision import autocast, training_precision
+    from segkit.accel.precision import autocast, training_precision
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: True)
-    monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 0.6)  # native, slower (measured here)
+    monkeypatch.setattr(segkit.accel.hardware, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(segkit.accel.hardware, "cpu_bf16_speedup", lambda: 0.6)  # native, slower (measured here)
     with autocast(cpu):
         assert not torch.is_autocast_enabled("cpu")
     assert training_precision(cpu, amp=True).startswith("fp32 (")
-    monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 2.0)
+    monkeypatch.setattr(segkit.accel.hardware, "cpu_bf16_speedup", lambda: 2.0)
     with autocast(cpu):
         assert torch.is_autocast_enabled("cpu")
     assert training_precision(cpu, amp=True) == "bf16 autocast"
     assert training_precision(cpu, amp=False) == "fp32 (amp: false)"
-    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: False)
+    monkeypatch.setattr(segkit.accel.hardware, "bf16_supported", lambda device: False)
     with autocast(cpu):
         assert not torch.is_autocast_enabled("cpu")
 
@@ -214,8 +214,8 @@ def test_compile_auto_decides_by_job_size_where_the_fast_path_is_unfused(monkeyp
     assert "not compiled (asked)" in capsys.readouterr().err
     monkeypatch.setattr(predictor_module, "onednn_fuses", lambda device: True)  # a CPU where they run
     assert not compile_decision("auto", 10**6)[0] and compile_decision("on", 1)[0]
-    monkeypatch.setattr(segkit.hardware, "bf16_supported", lambda device: True)
-    monkeypatch.setattr(segkit.hardware, "cpu_bf16_speedup", lambda: 6.4)  # an AMX Xeon (measured)
+    monkeypatch.setattr(segkit.accel.hardware, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(segkit.accel.hardware, "cpu_bf16_speedup", lambda: 6.4)  # an AMX Xeon (measured)
     for extra in ([], ["--precision", "fp32"]):  # --precision auto: bf16 here; and fp32
         assert main([*args[:-3], *extra, "--output", str(tmp_path / f"d{len(extra)}")]) == 0
         err = capsys.readouterr().err

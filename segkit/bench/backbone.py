@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from segkit.hardware import bf16_feature, bf16_pays, bf16_supported
-from segkit.inference.precision import autocast
+from segkit.accel.hardware import bf16_feature, bf16_pays, bf16_supported
+from segkit.accel.precision import autocast
 from segkit.models import create_backbone, prepare_for_inference
 
 RES2NET_VARIANTS = ("res2net50_48w_2s", "res2net50_26w_4s", "res2net50_14w_8s", "res2net50_26w_6s", "res2net50_26w_8s")
@@ -134,7 +134,7 @@ def _interleaved_ratios(ms: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def _randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
     gen = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -174,7 +174,7 @@ def _measure(
 ) -> None:
     """Fills ``row``; ``extra``: also the compiled and ONNX Runtime columns (where the settings ask for them)."""
     model = model.to(device).eval()
-    _randomize_batchnorm(model)
+    randomize_batchnorm(model)
     x1 = torch.randn(1, 3, s.latency_size_px, s.latency_size_px, device=device)
     xb = torch.randn(s.throughput_batch, 3, s.throughput_size_px, s.throughput_size_px, device=device)
     fast = prepare_for_inference(model)
@@ -276,7 +276,7 @@ def run_backbone_bench(s: BenchSettings, progress: Callable[[str], None] = print
     result = BenchResult(settings=s, machine=machine_info(device))
     progress(f"timing timm {TIMM_REFERENCE} (same weights as segkit's) ...")
     ours_ref = create_backbone(TIMM_REFERENCE)
-    _randomize_batchnorm(ours_ref)
+    randomize_batchnorm(ours_ref)
     timm_row = Row(TIMM_REFERENCE, "timm")
     timm_model = timm_reference(TIMM_REFERENCE, ours_ref)
     _measure(timm_model, timm_row, s, device)

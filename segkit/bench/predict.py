@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from segkit.bench.backbone import _randomize_batchnorm, machine_info
+from segkit.bench.backbone import machine_info, randomize_batchnorm
 from segkit.errors import SegkitError
 
 BACKBONE = "res2net50_26w_4s"
@@ -104,7 +104,7 @@ def write_models(folder: Path) -> tuple[Path, Path]:
     torch.manual_seed(0)
     config = load_config(None, ["task=segmentation", f"model.backbone={BACKBONE}", "model.output_stride=16"])
     model = create_model("segmentation", backbone=BACKBONE, num_classes=NUM_CLASSES, output_stride=16).eval()
-    _randomize_batchnorm(model)
+    randomize_batchnorm(model)
     state = model.state_dict()
     ckpt = folder / "segkit.pt"
     atomic_save(

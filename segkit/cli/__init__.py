@@ -14,7 +14,7 @@ COMMANDS = (train, evaluate, predict, export, data, render, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from segkit import __version__
+    from segkit.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="segkit",

@@ -12,8 +12,12 @@ from segkit.errors import SegkitError
 def add_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
         "bench",
-        help="measure speed (backbone, gap, predict, precision, metrics, data)",
-        description="Speed benchmarks, side by side.",
+        help="measure speed on this machine (backbone, predict, metrics, data)",
+        description=(
+            "How fast segkit runs on this machine, side by side with what you would otherwise run (timm, a plain "
+            "timm + smp loop, PySODMetrics), in one run. Research measurements (Res2Net's GPU gap, bf16 sweeps) are "
+            "scripts under benchmarks/ in the repository."
+        ),
     )
     targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
     bb = targets.add_parser(
@@ -40,44 +44,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     bb.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime column (CPU only)")
     bb.set_defaults(run=_run_bench_backbone)
-    gap = targets.add_parser(
-        "gap",
-        help="Res2Net-50 vs ResNet-50 throughput: what the gap is made of, and what closes it (for GPUs)",
-        description=(
-            "Measures Res2Net-50 (26w_4s) and ResNet-50 side by side at one batch and size: the fast path in fp32 "
-            "and bf16, with and without CUDA graphs and cuDNN benchmark mode (on a CPU also without oneDNN's "
-            "fused convolutions), with Res2Net's splits padded to "
-            "8 or 16 channels, on a GPU cuDNN's fused convolution + bias + ReLU, torch.compile (default and "
-            "max-autotune, each in a time-limited child process) "
-            "and a bf16 training step; then each 3x3 convolution shape alone and a profile of one forward."
-        ),
-    )
-    gap.add_argument("--device", default="cuda", help="cuda or cpu (default: cuda)")
-    gap.add_argument("--batch", type=int, default=32, help="batch size (default: 32)")
-    gap.add_argument("--size", type=int, default=512, help="input side in px (default: 512)")
-    gap.add_argument("--repeats", type=int, default=20, help="timed repetitions per measurement (median)")
-    gap.add_argument(
-        "--compile-modes",
-        nargs="*",
-        default=["default", "max-autotune"],
-        metavar="MODE",
-        help=(
-            "torch.compile modes to try, each optionally with +padN for splits padded to N, e.g. default+pad16 "
-            "(default: default max-autotune; none: no compilation)"
-        ),
-    )
-    gap.add_argument("--compile-timeout", type=float, default=240, help="seconds per compile attempt (default 240)")
-    gap.add_argument("--no-profile", action="store_true", help="skip the profile of one forward")
-    gap.add_argument(
-        "--profile-split-multiple", type=int, default=1, metavar="N", help="profile with splits padded to N"
-    )
-    gap.add_argument(
-        "--only-compile-and-profile",
-        action="store_true",
-        help="skip the eager attempts and the convolution table",
-    )
-    gap.add_argument("--json", metavar="FILE", help="also write the results as JSON (after every step)")
-    gap.set_defaults(run=_run_bench_gap)
     bm = targets.add_parser(
         "metrics",
         help="segkit eval vs a plain PySODMetrics loop on the same files",
@@ -120,20 +86,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     bp.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bp.set_defaults(run=_run_bench_predict)
-    bq = targets.add_parser(
-        "precision",
-        help="the bf16 fast path vs the fp32 one for both task networks (and DeepLabv3) at several sizes",
-        description=(
-            "Times one batch-1 forward of the saliency and the segmentation network (DeepLabv3+), and of DeepLabv3 "
-            "(Res2Net-50, random weights), on the fp32 and on the bf16 fast path at five input sizes each, side by "
-            "side, and names any size where bf16 is slower. Needs native bf16 (exit 2 without it)."
-        ),
-    )
-    bq.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    bq.add_argument("--repeats", type=int, default=3, help="timed repetitions per measurement (median)")
-    bq.add_argument("--sizes", nargs="+", metavar="HxW", help="input sizes for every network instead of theirs")
-    bq.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    bq.set_defaults(run=_run_bench_precision)
     bd = targets.add_parser("data", help="training pipeline samples/s per loader worker")
     bd.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bd.set_defaults(run=_run_bench_data)
@@ -181,30 +133,6 @@ def _run_bench_backbone(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_bench_gap(args: argparse.Namespace) -> int:
-    from segkit.bench.gap import GapSettings, format_gap, run_gap_bench, write_gap_json
-
-    _check_device(args.device)
-    _require_positive(args, "batch", "size", "repeats")
-    settings = GapSettings(
-        device=args.device,
-        batch=args.batch,
-        size_px=args.size,
-        repeats=args.repeats,
-        compile_modes=tuple(m for m in args.compile_modes if m != "none"),
-        compile_timeout_s=args.compile_timeout,
-        profile=not args.no_profile,
-        profile_split_multiple=args.profile_split_multiple,
-        only_compile_and_profile=args.only_compile_and_profile,
-    )
-    update = (lambda result: write_gap_json(result, args.json)) if args.json else (lambda result: None)
-    result = run_gap_bench(settings, progress=lambda m: print(m, file=sys.stderr, flush=True), update=update)
-    print(format_gap(result))
-    if args.json:
-        print(f"wrote {args.json}")
-    return 0
-
-
 def _run_bench_predict(args: argparse.Namespace) -> int:
     import shlex
 
@@ -216,20 +144,6 @@ def _run_bench_predict(args: argparse.Namespace) -> int:
     print(format_predict(result))
     if args.json:
         write_predict_json(result, args.json)
-        print(f"wrote {args.json}")
-    return 0
-
-
-def _run_bench_precision(args: argparse.Namespace) -> int:
-    from segkit.bench.precision import format_precision, parse_size, run_precision_bench, write_precision_json
-
-    _check_device(args.device)
-    _require_positive(args, "repeats")
-    sizes = tuple(parse_size(s) for s in args.sizes) if args.sizes else None
-    result = run_precision_bench(args.device, args.repeats, sizes, lambda m: print(m, file=sys.stderr, flush=True))
-    print(format_precision(result))
-    if args.json:
-        write_precision_json(result, args.json)
         print(f"wrote {args.json}")
     return 0
 

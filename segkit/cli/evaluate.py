@@ -93,7 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--curves-data",
         metavar="FILE",
         help="save precision, recall, F and E per threshold for every method and dataset (.json or .npz; layout "
-        "in segkit.metrics.curves) to re-plot without the maps",
+        "in segkit.evaluation.curves) to re-plot without the maps",
     )
     ev.add_argument("--format", default="text", choices=("text", "md", "csv", "latex"), help="table format")
     ev.add_argument(
@@ -173,7 +173,7 @@ def print_card(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from segkit.metrics.card import card_text, metric_card
+    from segkit.evaluation.card import card_text, metric_card
 
     if args.card:
         path = Path(args.card)
@@ -192,7 +192,7 @@ def print_card(args: argparse.Namespace) -> int:
 
 def chosen_metrics(args: argparse.Namespace, task, default: tuple[str, ...]) -> tuple[str, ...]:
     """--metrics as score keys (labels such as maxF and MAE are taken too); unknown names are refused."""
-    from segkit.metrics.tables import score_key
+    from segkit.evaluation.tables import score_key
 
     if not args.metrics:
         return default
@@ -204,8 +204,8 @@ def chosen_metrics(args: argparse.Namespace, task, default: tuple[str, ...]) -> 
 
 def run_folders(args: argparse.Namespace) -> int:
 
-    from segkit.metrics.folders import Unscored, evaluate_methods
-    from segkit.metrics.tables import format_table
+    from segkit.evaluation.folders import Unscored, evaluate_methods
+    from segkit.evaluation.tables import format_table
     from segkit.tasks import get_task
 
     task = get_task(args.task)
@@ -228,7 +228,7 @@ def run_folders(args: argparse.Namespace) -> int:
         payload = payload if len(payload) > 1 else next(iter(payload.values()))
         write_json(args.json, {**payload, "metric_card": card})
         say(f"wrote {args.json}")
-    from segkit.metrics.paper import dataset_name
+    from segkit.evaluation.paper import dataset_name
 
     curves = {dataset_name(args.gt): {name: r.scores for name, r in results.items()}}
     if args.curves:
@@ -244,9 +244,9 @@ def run_folders(args: argparse.Namespace) -> int:
 def run_checkpoint(args: argparse.Namespace, loaded=None) -> int:
     from pathlib import Path
 
+    from segkit.evaluation.card import metric_card
     from segkit.evaluation.evaluate import evaluate_checkpoint
-    from segkit.metrics.card import metric_card
-    from segkit.metrics.tables import format_table
+    from segkit.evaluation.tables import format_table
     from segkit.tasks import get_task
 
     result = evaluate_checkpoint(
@@ -289,8 +289,8 @@ def run_checkpoint(args: argparse.Namespace, loaded=None) -> int:
 
 def folder_card(task: str, args: argparse.Namespace, results: dict) -> dict:
     """The metric card of one ground-truth folder scored against ``results`` (method -> FolderScores)."""
-    from segkit.metrics.card import metric_card
-    from segkit.metrics.paper import dataset_facts, dataset_name
+    from segkit.evaluation.card import metric_card
+    from segkit.evaluation.paper import dataset_facts, dataset_name
 
     card = metric_card(task, args.strict_size, args.num_classes or 0)
     card["datasets"] = {dataset_name(args.gt): dataset_facts(args.gt, results)}
@@ -298,14 +298,14 @@ def folder_card(task: str, args: argparse.Namespace, results: dict) -> dict:
 
 
 def save_curves_data(curves: dict, card: dict, path: str) -> None:
-    from segkit.metrics.curves import write_curves_data
+    from segkit.evaluation.curves import write_curves_data
 
     write_curves_data(curves, card, path)
     say(f"wrote {path}")
 
 
 def draw_curves(scores: dict, path: str) -> None:
-    from segkit.metrics.curves import plot_curves
+    from segkit.evaluation.curves import plot_curves
 
     if not all(hasattr(s, "curves") for s in scores.values()):
         raise SegkitError("--curves draws saliency PR/F-measure curves; these are not saliency scores")
@@ -350,7 +350,7 @@ def progress_bar(unit: str):
 
 def run_test_sets(args: argparse.Namespace) -> int:
     """Methods x datasets from saved maps (--data ROOT --pred NAME=DIR ...)."""
-    from segkit.metrics.paper import evaluate_benchmark
+    from segkit.evaluation.paper import evaluate_benchmark
     from segkit.tasks import get_task
 
     task = get_task(args.task)
@@ -388,8 +388,8 @@ def run_checkpoint_test_sets(args: argparse.Namespace, loaded) -> int:
 
 def report_results(results, metrics: tuple[str, ...], args: argparse.Namespace) -> int:
     """Print the notes and the table; write JSON, curves and curve data; the exit status."""
-    from segkit.metrics.folders import FolderScores, Unscored
-    from segkit.metrics.tables import format_results
+    from segkit.evaluation.folders import FolderScores, Unscored
+    from segkit.evaluation.tables import format_results
 
     for note in results.notes:
         say(note)
@@ -408,7 +408,7 @@ def report_results(results, metrics: tuple[str, ...], args: argparse.Namespace) 
         say(f"wrote {args.json}")
     curves = results.curves()
     if args.curves:
-        from segkit.metrics.curves import plot_dataset_curves
+        from segkit.evaluation.curves import plot_dataset_curves
 
         written = plot_dataset_curves(curves, args.curves)
         say(f"wrote {len(written)} curve figures (PDF and PNG) under {args.curves}")

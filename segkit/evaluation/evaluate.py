@@ -106,13 +106,13 @@ def evaluate_test_sets(
     progress: Callable[[int], Callable[[str, int], None]] | None = None,
 ):
     """Score a saliency model (``predictor``, loaded from ``checkpoint`` by ``load_for_evaluation``) on every test
-    set under ``root`` (training sets skipped), as ``segkit.metrics.paper.Results`` with one method named after
+    set under ``root`` (training sets skipped), as ``segkit.evaluation.paper.Results`` with one method named after
     the checkpoint. ``save_preds`` writes each map to ``save_preds/DATASET/STEM.png``, the layout ``segkit eval
     --pred NAME=DIR --data ROOT`` reads, where they score the same."""
     from segkit.data.saliency import pair_files
-    from segkit.metrics.card import metric_card
-    from segkit.metrics.folders import FolderScores, Unscored
-    from segkit.metrics.paper import Results, dataset_facts, find_test_sets
+    from segkit.evaluation.card import metric_card
+    from segkit.evaluation.folders import FolderScores, Unscored
+    from segkit.evaluation.paper import Results, dataset_facts, find_test_sets
 
     sal = get_task(predictor.task)
     if not sal.scores_test_sets:

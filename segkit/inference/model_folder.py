@@ -5,8 +5,9 @@
   names, input normalisation, inference settings);
 - ``README.md``: a model card (training data, validation metrics with their conventions, how to use it).
 
-``load_folder(DIR)`` rebuilds the network from ``config.json`` and loads the weights strictly; ``hf://OWNER/NAME``
-downloads such a folder from the Hub first (``huggingface_hub``, which timm brings).
+This module writes one (``export_folder``); ``segkit.inference.loading.load_folder`` reads it. The model card is a
+Hugging Face Hub card (``huggingface_hub.ModelCard``: YAML metadata, then the text), so the Hub lists and searches
+the folder as a segkit image-segmentation model.
 """
 
 from __future__ import annotations
@@ -17,41 +18,19 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from segkit.config import ExperimentConfig
 from segkit.errors import SegkitError
-
-FOLDER_FORMAT = "segkit-model-folder/1"
-WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
-HUB_PREFIX = "hf://"
-
-# What each task's validation numbers mean (the model card repeats it next to the numbers).
-CONVENTIONS = {
-    "saliency": (
-        "ground truth binarised at > 128; predictions as 8-bit maps; F-measure with beta^2 = 0.3 over 256 "
-        "thresholds (>=), max/mean/adaptive (2x mean); E-measure (Fan et al. 2018) max/mean/adaptive; S-measure "
-        "with alpha = 0.5; weighted F (Margolin et al. 2014); MAE on [0, 1]; Boundary IoU (Cheng et al. 2021)"
-    ),
-    "segmentation": (
-        "mIoU over classes present in prediction or ground truth, label 255 ignored (mmsegmentation's IoUMetric); "
-        "aAcc, mAcc, FWIoU, mDice; Boundary IoU (Cheng et al. 2021)"
-    ),
-}
-
-
-def is_model_folder(source: str | Path) -> bool:
-    """Whether ``source`` names a model folder (a directory or an ``hf://`` repository) rather than a file."""
-    return str(source).startswith(HUB_PREFIX) or Path(source).is_dir()
+from segkit.inference.checkpoint import read_checkpoint
+from segkit.inference.loading import CARD, CONFIG, FOLDER_FORMAT, WEIGHTS, model_from_checkpoint
+from segkit.metrics.conventions import conventions
+from segkit.tasks import get_task
 
 
 def export_folder(checkpoint: str | Path, output: str | Path) -> dict:
     """Write the model folder of ``checkpoint`` to ``output`` (a new or empty folder); returns what was written."""
     import safetensors.torch
-
-    from segkit.inference.checkpoint import read_checkpoint
-    from segkit.inference.predictor import model_from_checkpoint
 
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -79,11 +58,10 @@ def export_folder(checkpoint: str | Path, output: str | Path) -> dict:
 
 
 def _folder_config(model: nn.Module, ckpt: dict) -> dict:
-    from segkit import __version__
     from segkit.config import to_dict
     from segkit.data.normalize import IMAGENET_MEAN, IMAGENET_STD
     from segkit.inference.pipeline import inference_settings
-    from segkit.tasks import get_task
+    from segkit.version import __version__
 
     cfg: ExperimentConfig = model.config
     settings = inference_settings(cfg.task, model, cfg)
@@ -167,8 +145,16 @@ def _validation_row(checkpoint: Path, ckpt: dict) -> dict[str, str]:
 
 
 def model_card(config: dict, scores: dict[str, str]) -> str:
-    """The folder's README.md."""
+    """The folder's README.md: a Hub model card (metadata: library, task, architecture and backbone tags)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     task, arch, backbone = config["task"], config["architecture"], config["backbone"]
+    metadata = ModelCardData(
+        library_name="segkit",
+        pipeline_tag="image-segmentation",
+        tags=["segkit", task, arch, backbone],
+        license="other" if "published" in config else None,
+    )
     training = config["training"]
     lines = [f"# segkit model: {task}, {arch} on {backbone}", ""]
     if "published" in config:
@@ -192,7 +178,12 @@ def model_card(config: dict, scores: dict[str, str]) -> str:
         lines.append("No validation scores were recorded with this checkpoint.")
     lines += [
         "",
-        f"Conventions: {CONVENTIONS.get(task, 'see segkit eval --help')}.",
+        "Conventions (`segkit eval --card --task TASK` prints them too):",
+        "",
+        *[
+            f"- {key.replace('_', ' ')}: {text}"
+            for key, text in conventions(get_task(task).conventions, len(config["class_names"])).items()
+        ],
         "",
         "## Use",
         "",
@@ -217,85 +208,4 @@ def model_card(config: dict, scores: dict[str, str]) -> str:
         f"- `{CARD}`: this card",
         "",
     ]
-    return "\n".join(lines)
-
-
-def resolve_folder(source: str | Path) -> Path:
-    """The local folder for ``source``: itself, or an ``hf://OWNER/NAME`` repository downloaded from the Hub."""
-    text = str(source)
-    if not text.startswith(HUB_PREFIX):
-        return Path(source)
-    repo_id = text[len(HUB_PREFIX) :].strip("/")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise SegkitError("loading hf:// models needs huggingface_hub: pip install huggingface_hub") from None
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=[WEIGHTS, CONFIG, CARD]))
-    except Exception as err:  # noqa: BLE001 - offline, unknown repository, refused: one line in every case
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        raise SegkitError(
-            f"could not download '{text}' from the Hugging Face Hub ({type(err).__name__}: {first}); check the "
-            "name and the connection, or download the folder and pass its path"
-        ) from None
-
-
-def load_folder(source: str | Path, output_stride: int | None = None, device: str = "cpu") -> nn.Module:
-    """The network of a model folder (or ``hf://OWNER/NAME``), weights loaded strictly, in eval mode; it carries
-    ``config`` and ``class_names`` as ``load_model`` gives them."""
-    from segkit.inference.predictor import network_from_config
-
-    folder = resolve_folder(source)
-    config = read_folder_config(folder)
-    experiment, model = network_from_config(config["experiment"], int(config.get("num_classes", 1)), output_stride)
-    state = _read_weights(folder / WEIGHTS)
-    _check_match(folder, model, state)
-    model.load_state_dict(state)
-    model.config = experiment
-    model.class_names = tuple(config.get("class_names", ()))
-    return model.to(device).eval()
-
-
-def read_folder_config(folder: Path) -> dict:
-    """A model folder's config.json, checked to be one."""
-    path = folder / CONFIG
-    if not path.is_file():
-        raise SegkitError(f"'{folder}' is not a segkit model folder: it has no {CONFIG}")
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SegkitError(f"cannot read '{path}': {err}") from None
-    if not isinstance(config, dict) or config.get("format") != FOLDER_FORMAT or "experiment" not in config:
-        raise SegkitError(f'\'{path}\' is not a segkit model config (expected "format": "{FOLDER_FORMAT}")')
-    return config
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    import safetensors.torch
-
-    if not path.is_file():
-        raise SegkitError(f"model folder '{path.parent}' has no {WEIGHTS}")
-    try:
-        return safetensors.torch.load_file(str(path))
-    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for damaged files
-        raise SegkitError(f"cannot read '{path}' ({type(err).__name__}: {str(err)[:200]})") from None
-
-
-def _check_match(folder: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Refuse weights that do not fit the network config.json describes, naming the keys."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
-    if not (missing or unexpected or shapes):
-        return
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes)):
-        if keys:
-            shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
-            parts.append(f"{len(keys)} {label}: {shown}")
-    raise SegkitError(
-        f"model folder '{folder}': {CONFIG} describes a network whose weights do not match {WEIGHTS} ("
-        + "; ".join(parts)
-        + ")"
-    )
+    return str(ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n" + "\n".join(lines)))

@@ -72,7 +72,7 @@ def pil_square(image: np.ndarray, side: int) -> np.ndarray:
 
 def torch_net(model: nn.Module, device: str, bf16: bool = False) -> Net:
     """A ``Net`` over a torch model (put in eval mode), with bf16 autocast when ``bf16`` and the device runs it."""
-    from segkit.inference.precision import autocast
+    from segkit.accel.precision import autocast
 
     model.eval()
 
@@ -214,4 +214,8 @@ def predict_probs(net: Net, image: np.ndarray, s: InferenceSettings) -> np.ndarr
     form)."""
     seen = pil_square(image, s.saliency_size_px) if s.saliency_resize == "pil" else image
     x = _to_batch(seen, s.device)
-    return get_task(s.task).network_probs(net, x, s, image.shape[:2]).float().cpu().numpy()
+    if get_task(s.task).labels:  # class logits
+        probs = segmentation_probs(net, x, s)[0]  # (C, H, W)
+    else:  # one map; x may be resized already (the "pil" resize), so the image's own size is given
+        probs = saliency_probs(net, x, s, image.shape[:2])[0, 0]  # (H, W)
+    return probs.float().cpu().numpy()

@@ -11,53 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from segkit.config import ExperimentConfig, from_dict
+from segkit.accel.fast import onednn_fuses
+from segkit.accel.hardware import bf16_feature, resolve_precision
+from segkit.config import ExperimentConfig
 from segkit.errors import SegkitError
-from segkit.hardware import bf16_feature, resolve_precision
-from segkit.inference.checkpoint import read_checkpoint
+from segkit.inference.loading import load_model
 from segkit.inference.pipeline import InferenceSettings, Net, inference_settings, predict_probs, torch_net
-from segkit.models import model_from_config, prepare_for_inference
-from segkit.models.fast import onednn_fuses
+from segkit.models import prepare_for_inference
 from segkit.tasks import get_task
-
-
-def load_model(checkpoint: str | Path, output_stride: int | None = None, device: str = "cpu") -> nn.Module:
-    """Rebuild the network of a segkit checkpoint (its config is inside), a model folder (``segkit export
-    --format folder``) or ``hf://OWNER/NAME`` and load its weights; eval mode.
-
-    ``output_stride`` may differ from training (a DeepLab model trained at 16 evaluated at 8). The model carries
-    ``config`` (its ExperimentConfig) and ``class_names``.
-    """
-    from segkit.inference.model_folder import is_model_folder, load_folder
-
-    if is_model_folder(checkpoint):
-        return load_folder(checkpoint, output_stride=output_stride, device=device)
-    return model_from_checkpoint(read_checkpoint(checkpoint), checkpoint, output_stride, device)
-
-
-def model_from_checkpoint(
-    ckpt: dict, checkpoint: str | Path, output_stride: int | None = None, device: str = "cpu"
-) -> nn.Module:
-    """``load_model`` for a checkpoint already read (``checkpoint`` names it in messages)."""
-    config, model = network_from_config(ckpt["config"], int(ckpt.get("num_classes", 1)), output_stride)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise SegkitError(f"checkpoint '{checkpoint}' does not match its own config: {str(err)[:500]}") from None
-    model.config = config
-    model.class_names = tuple(ckpt.get("class_names", ()))
-    return model.to(device).eval()
-
-
-def network_from_config(
-    raw: dict, num_classes: int, output_stride: int | None = None
-) -> tuple[ExperimentConfig, nn.Module]:
-    """The experiment config of a saved model (``output_stride`` replacing its own when given) and the network
-    it describes, with fresh weights."""
-    if output_stride is not None:
-        raw = {**raw, "model": {**raw["model"], "output_stride": output_stride}}
-    config = from_dict(ExperimentConfig, raw)
-    return config, model_from_config(config.task, config.model, num_classes)
 
 
 def builtin_data_notice(config: ExperimentConfig) -> str | None:
@@ -168,7 +129,7 @@ class Predictor:
     line to show users when the model was trained only on the built-in demo data (else None).
 
     ``precision``: ``"auto"`` (bf16 where the device runs it natively and faster: a CUDA GPU with bf16, a CPU
-    with AVX512-BF16 or AMX where bf16 measures faster, see ``segkit.hardware.bf16_pays``; fp32 elsewhere),
+    with AVX512-BF16 or AMX where bf16 measures faster, see ``segkit.accel.hardware.bf16_pays``; fp32 elsewhere),
     ``"fp32"`` or ``"bf16"``; ``self.precision`` says which runs. ``compile``: ``torch.compile`` the network
     (True/"on"), or not (False/"off"), or "auto": a CPU job when ``job_images`` (the number of images the caller
     will run) reaches ``COMPILE_MIN_IMAGES`` and the CPU lacks oneDNN's fused convolutions (``compile_decision``).

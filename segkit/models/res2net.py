@@ -11,11 +11,15 @@ Parameter and buffer names follow the official checkpoints and timm exactly (``c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from segkit.accel.fast import InferenceBlock, fold_batchnorm, fold_module, pad_splits, stack_as_groups
+from segkit.accel.onednn import ConvAct
 
 EXPANSION = 4  # bottleneck output channels = planes * EXPANSION
 STAGE_PLANES = (64, 128, 256, 512)
@@ -99,17 +103,99 @@ class Bottle2neck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reduced = self.relu(self.bn1(self.conv1(x)))  # (B, width*scale, H, W)
-        splits = torch.split(reduced, self.width, dim=1)
-        outs = []
-        y = splits[0]
-        for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
-            y = splits[i] if (i == 0 or self.is_stage_block) else y + splits[i]
-            y = self.relu(bn(conv(y)))
-            outs.append(y)
-        outs.append(splits[-1] if self.pool is None else self.pool(splits[-1]))
-        out = self.bn3(self.conv3(torch.cat(outs, dim=1)))  # (B, planes*4, H/stride, W/stride)
+        joined = multi_scale(reduced, self.width, self._step, not self.is_stage_block, self._last)
+        out = self.bn3(self.conv3(joined))  # (B, planes*4, H/stride, W/stride)
         out += x if self.downsample is None else self.downsample(x)  # in place: bn3's output is not needed
         return self.relu(out)
+
+    def _step(self, i: int, y: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bns[i](self.convs[i](y)))
+
+    def _last(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.pool is None else self.pool(x)
+
+    def inference_form(self, split_multiple: int = 1, onednn: bool = False) -> nn.Module:
+        """This block for inference (``segkit.accel.prepare_for_inference`` replaces it by this)."""
+        return FusedBottle2neck(self, split_multiple, onednn)
+
+
+def multi_scale(
+    reduced: torch.Tensor,
+    width: int,
+    step: Callable[[int, torch.Tensor], torch.Tensor],
+    hierarchical: bool,
+    last: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Res2Net's multi-scale stage, the one definition of its computation: ``reduced`` read as splits x_1..x_s
+    of ``width`` channels, y_1 = K_1(x_1), y_i = K_i(x_i + y_{i-1}) (``hierarchical``; a stage block has no add:
+    y_i = K_i(x_i)), and the result cat(y_1, ..., y_{s-1}, last(x_s)). ``step(i, y)`` is K_{i+1} with its
+    BatchNorm and ReLU."""
+    splits = torch.split(reduced, width, dim=1)
+    ys: list[torch.Tensor] = []
+    for i in range(len(splits) - 1):
+        ys.append(step(i, splits[i] if (i == 0 or not hierarchical) else ys[-1] + splits[i]))
+    ys.append(last(splits[-1]))
+    return torch.cat(ys, dim=1)
+
+
+class FusedBottle2neck(InferenceBlock):
+    """A Bottle2neck for inference only: BatchNorm folded, each ReLU (and the residual add) fused into its
+    convolution where oneDNN runs it; a stage block runs its independent 3x3 convolutions as one grouped
+    convolution (one kernel instead of ``scale - 1``, no split/concat copies there).
+
+    ``split_multiple``: each split's width is padded with zero channels up to a multiple of this (26 -> 32 for 8),
+    for GPU kernels that want channel counts in multiples of 8 or 16. Exact: the padded channels have zero
+    weights and bias, so they stay zero through ReLU and pooling and the next 1x1 convolution ignores them.
+    """
+
+    def __init__(self, block: Bottle2neck, split_multiple: int = 1, onednn: bool = False) -> None:
+        super().__init__()
+        width = block.width
+        grouped = block.convs[0].groups > 1  # Res2NeXt: zero channels appended would shift the groups; left as is
+        self.width = width if grouped else -(-width // split_multiple) * split_multiple
+        self.scale = block.scale
+        self.is_stage_block = block.is_stage_block
+        conv1 = pad_splits(fold_batchnorm(block.conv1, block.bn1), width, self.width, dim=0)
+        self.conv1 = ConvAct(conv1, "relu", onednn)
+        convs = [
+            pad_splits(pad_splits(fold_batchnorm(c, b), width, self.width, dim=0), width, self.width, dim=1)
+            for c, b in zip(block.convs, block.bns, strict=True)
+        ]
+        if self.is_stage_block:
+            convs = [stack_as_groups(convs)]
+        self.convs = nn.ModuleList(ConvAct(c, "relu", onednn) for c in convs)
+        self.pool = block.pool
+        conv3 = pad_splits(fold_batchnorm(block.conv3, block.bn3), width, self.width, dim=1)
+        self.conv3 = ConvAct(conv3, "add_relu", onednn)
+        self.downsample = fold_module(block.downsample) if block.downsample is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        reduced = self.conv1(x)  # relu(conv1(x)): (B, width*scale, H, W)
+        if self.is_stage_block:
+            last = reduced[:, (self.scale - 1) * self.width :]
+            joined = torch.cat([self.convs[0](reduced[:, : (self.scale - 1) * self.width]), self.pool(last)], dim=1)
+        elif torch.jit.is_tracing() or (reduced.requires_grad and torch.is_grad_enabled()):
+            # traced for ONNX, or recorded by autograd: the block's own computation (in-place writes would become
+            # scatter operators in a graph, and autograd needs conv1's output unchanged)
+            joined = multi_scale(reduced, self.width, lambda i, y: self.convs[i](y), True, lambda x_s: x_s)
+        else:
+            joined = self._hierarchy_in_place(reduced)
+        return self.conv3(joined, shortcut)  # relu(conv3(...) + shortcut)
+
+    def _hierarchy_in_place(self, reduced: torch.Tensor) -> torch.Tensor:
+        """``multi_scale`` (hierarchical) written over conv1's output: each y_i takes the place of x_i once
+        x_{i+1} has been read, and x_s stays where it is, so there is no concatenation; tested equal to
+        ``multi_scale``. Each add reads a contiguous copy of its split: with the channel slice itself PyTorch's add
+        takes a strided path, several times slower in bf16 (benchmarks/RESULTS.md, "Res2Net's inference block")."""
+        w = self.width
+        y = self.convs[0](reduced[:, :w])
+        for i in range(1, len(self.convs)):
+            z = y + reduced[:, i * w : (i + 1) * w].contiguous(memory_format=torch.channels_last)
+            reduced[:, (i - 1) * w : i * w].copy_(y)  # x_i was read: y_i takes its place
+            y = self.convs[i](z)
+        reduced[:, (len(self.convs) - 1) * w : len(self.convs) * w].copy_(y)
+        return reduced
 
 
 def _stem(deep: bool) -> tuple[nn.Module, nn.BatchNorm2d]:

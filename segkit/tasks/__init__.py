@@ -5,13 +5,13 @@ Training, evaluation, prediction, export, the renderer, the dataset checker and 
 
 - its data: how a ground-truth mask is read and checked, where its datasets live (``source``), the built-in
   generated samples, the training augmentation and the loss's target tensor;
-- its network: which one is built (``build_network``) and the input-size multiple inference pads to;
+- its network: the default architecture (``segkit.models.create_model`` builds it) and its kind of output;
 - its predictions: probabilities -> saved mask, how a mask file is written, how a mask is drawn;
 - its scores: the metrics accumulator, the reported keys, the primary metric (which picks ``best.pt``), the loss
   of ``loss: auto`` and the default configuration of ``segkit train``.
 
 One module per task (``saliency``, ``camouflage``, ``polyp``, ``segmentation``; the interface in ``base``);
-adding a task is one subclass and one entry in ``TASKS``. Heavy modules (torch, OpenCV, the networks) are
+adding a task is one subclass and one entry in ``TASKS``. Heavy modules (torch, OpenCV, albumentations) are
 imported inside the methods, so that ``import segkit.tasks`` stays cheap for the command line.
 """
 

@@ -11,12 +11,10 @@ from segkit.errors import SegkitError
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
     from segkit.data.builtin import BuiltinSpec
     from segkit.data.check import CheckReport
     from segkit.data.datasets import FileSource, SampleSource
-    from segkit.inference.pipeline import InferenceSettings, Net
 
 
 class Task:
@@ -27,7 +25,7 @@ class Task:
     metric_keys: ClassVar[tuple[str, ...]]  # the scores reported in tables, in order
     default_loss: ClassVar[str]  # the loss of `loss: auto` (a name in segkit.models.losses.LOSSES)
     default_config: ClassVar[str]  # file name among the packaged configs (segkit/configs)
-    labels: ClassVar[bool]  # masks hold class ids (True) or grey levels (False)
+    labels: ClassVar[bool]  # masks hold class ids (True) or grey levels (False); the network: class logits or one map
 
     # ---------------------------------------------------------------- data
 
@@ -114,30 +112,11 @@ class Task:
 
     # ---------------------------------------------------------------- network
 
-    def build_network(
-        self,
-        backbone: str,
-        num_classes: int,
-        output_stride: int | None,
-        pretrained_backbone: str | Path | None,
-        decoder_channels: int | None,
-        arch: str | None = None,
-    ) -> nn.Module:
-        """The task's network; ``arch`` None is the task's default architecture. The network carries
-        ``size_multiple``: the engine pads (or resizes) input sides to a multiple of it."""
-        raise NotImplementedError
-
-    def validate_config(self, config) -> None:
-        """Task-specific checks of an ``ExperimentConfig``, each naming its key."""
+    # The network's architecture when ``model.arch`` is unset (``segkit.models.create_model`` builds it; whether
+    # it outputs class logits or one map follows ``labels``).
+    default_arch: ClassVar[str]
 
     # ---------------------------------------------------------------- predictions
-
-    def network_probs(
-        self, net: Net, x: torch.Tensor, settings: InferenceSettings, size: tuple[int, int]
-    ) -> torch.Tensor:
-        """Probabilities of a normalised (1, 3, h, w) image at the image's ``size`` (H, W): (H, W) for a one-map
-        task, else (C, H, W). ``x`` is the image itself, or already resized for the network (the "pil" resize)."""
-        raise NotImplementedError
 
     def to_mask(self, probs: np.ndarray) -> np.ndarray:
         """Probabilities at the image's size -> the saved mask (uint8)."""
@@ -191,9 +170,10 @@ class Task:
         """A ground truth as ``metrics().update`` takes it, prepared once for every method scored against it."""
         return gt
 
-    def metric_conventions(self, num_classes: int) -> dict[str, str]:
-        """The conventions of this task's scores, for the metric card (``segkit.metrics.card``)."""
-        raise NotImplementedError
+    # The conventions of this task's scores on the metric card: groups of ``segkit.metrics.conventions.CONVENTIONS``,
+    # and the papers' table the default columns follow (None: no paper's).
+    conventions: ClassVar[tuple[str, ...]]
+    table_note: ClassVar[str | None] = None
 
     def caption_scores(self, pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, float]:
         """The per-image scores a comparison figure prints under a panel (``caption_keys``)."""

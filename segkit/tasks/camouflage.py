@@ -46,7 +46,4 @@ class CamouflageTask(SaliencyTask):
         }
         return make_binary_demo(out, camouflage_sample, folders, spec or BuiltinSpec())
 
-    def metric_conventions(self, num_classes: int) -> dict[str, str]:
-        from segkit.metrics.card import saliency_conventions
-
-        return {**saliency_conventions(), "table": "SINet-V2's columns: S-measure, mean E-measure, weighted F, MAE"}
+    table_note = "SINet-V2's columns: S-measure, mean E-measure, weighted F, MAE"

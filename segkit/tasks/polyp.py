@@ -50,10 +50,8 @@ class PolypTask(SaliencyTask):
 
         return PolypMetrics(**options)
 
-    def metric_conventions(self, num_classes: int) -> dict[str, str]:
-        from segkit.metrics.card import polyp_conventions, saliency_conventions
-
-        return {**saliency_conventions(), **polyp_conventions()}
+    conventions = ("saliency", "polyp")
+    table_note = "PraNet's columns: mean Dice, mean IoU, weighted F, S-measure, max E-measure, MAE"
 
     def summary(self, scores) -> str:
         return f"mDice {scores.mdice:.4f}, mIoU {scores.miou:.4f}, MAE {scores.mae:.4f}"

@@ -7,54 +7,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from segkit.errors import SegkitError
-
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
     from segkit.data.builtin import BuiltinSpec
     from segkit.data.check import CheckReport
     from segkit.data.datasets import SampleSource
-    from segkit.inference.pipeline import InferenceSettings, Net
 
 from segkit.tasks.base import Task
-
-# One-map networks by ``model.arch``: segkit's own PoolNet-style design ("poolnet-style"; "poolnet", its earlier
-# name, still read), and the published networks computing what their authors' code computes
-# (segkit.models.published).
-ONE_MAP_ARCHS = ("poolnet-style", "poolnet", "poolnet-res2net", "pranet", "sinet-v2")
-
-
-def one_map_network(arch: str, backbone, output_stride, pretrained_backbone, decoder_channels) -> nn.Module:
-    """The one-map network ``arch`` (a name in ``ONE_MAP_ARCHS``) on ``backbone``."""
-    if arch in ("poolnet-style", "poolnet"):
-        from segkit.models.poolnet import PoolNet
-
-        return PoolNet(backbone, decoder_channels or 128, output_stride or 32, pretrained_backbone)
-    if output_stride not in (None, 16 if arch == "poolnet-res2net" else 32):
-        raise SegkitError(f"config key 'model.output_stride': {arch} has a fixed output stride; leave it unset")
-    if arch == "poolnet-res2net":
-        from segkit.models.poolnet_res2net import PoolNetRes2Net
-
-        return PoolNetRes2Net(backbone, pretrained_backbone)
-    if arch == "pranet":
-        from segkit.models.pranet import PraNet
-
-        return PraNet(backbone, decoder_channels or 32, pretrained_backbone)
-    if arch == "sinet-v2":
-        from segkit.models.sinet_v2 import SINetV2
-
-        return SINetV2(backbone, decoder_channels or 32, pretrained_backbone)
-    raise not_one_map(arch)
-
-
-def not_one_map(arch: str) -> SegkitError:
-    return SegkitError(
-        f"config key 'model.arch': '{arch}' is not a one-map network; valid: poolnet-style (segkit's own "
-        "PoolNet-style design), poolnet-res2net (the Res2Net paper's PoolNet), pranet, sinet-v2 (smp's "
-        "architectures are for --task segmentation)"
-    )
 
 
 class SaliencyTask(Task):
@@ -80,10 +40,7 @@ class SaliencyTask(Task):
 
         return SaliencyTruth(gt)  # the weighted F-measure's transforms, computed once
 
-    def metric_conventions(self, num_classes: int) -> dict[str, str]:
-        from segkit.metrics.card import saliency_conventions
-
-        return saliency_conventions()
+    conventions = ("saliency",)
 
     default_loss = "bce_iou"
     default_config = "demo_saliency.yaml"
@@ -149,25 +106,6 @@ class SaliencyTask(Task):
         from segkit.data.transforms import grey_target
 
         return grey_target(mask)
-
-    def build_network(self, backbone, num_classes, output_stride, pretrained_backbone, decoder_channels, arch=None):
-        arch = arch or self.default_arch
-        return one_map_network(arch, backbone, output_stride, pretrained_backbone, decoder_channels)
-
-    def validate_config(self, config) -> None:
-        arch = config.model.arch or self.default_arch
-        if arch not in ONE_MAP_ARCHS:
-            raise not_one_map(arch)
-        size = config.data.image_size
-        if arch in ("pranet", "sinet-v2") and size % 32:
-            raise SegkitError(f"config key 'data.image_size' must be a multiple of 32 for {arch}, got {size}")
-        if arch == "poolnet-res2net" and size < 128:
-            raise SegkitError(f"config key 'data.image_size' must be at least 128 for poolnet-res2net, got {size}")
-
-    def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings, size) -> torch.Tensor:
-        from segkit.inference.pipeline import saliency_probs
-
-        return saliency_probs(net, x, settings, size)[0, 0]  # (H, W)
 
     def to_mask(self, probs: np.ndarray) -> np.ndarray:
         from segkit.conventions import probs_to_uint8

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from segkit.data.builtin import BuiltinSpec
     from segkit.data.check import CheckReport
     from segkit.data.datasets import SampleSource
-    from segkit.inference.pipeline import InferenceSettings, Net
 
 from segkit.tasks.base import Task
 
@@ -29,14 +28,12 @@ class SegmentationTask(Task):
     caption_keys = {"IoU": "miou", "BIoU": "boundary_iou"}
     image_metric_options = {"trimap_widths_px": ()}
 
-    def metric_conventions(self, num_classes: int) -> dict[str, str]:
-        from segkit.metrics.card import segmentation_conventions
-
-        return segmentation_conventions(num_classes)
+    conventions = ("segmentation",)
 
     default_loss = "ce"
     default_config = "demo_segmentation.yaml"
     labels = True
+    default_arch = "deeplabv3plus"
     mask_readings = ("standard", "255-as-class-1")
 
     def mask_surprise(self, mask: np.ndarray, path: Path | str | None = None) -> str | None:
@@ -103,29 +100,6 @@ class SegmentationTask(Task):
         from segkit.data.transforms import label_target
 
         return label_target(mask)
-
-    def build_network(self, backbone, num_classes, output_stride, pretrained_backbone, decoder_channels, arch=None):
-        from segkit.models.segmentation import DEFAULT_ARCH, SmpSegmentation
-
-        return SmpSegmentation(
-            backbone, num_classes, output_stride, pretrained_backbone, decoder_channels, arch or DEFAULT_ARCH
-        )
-
-    def validate_config(self, config) -> None:
-        from segkit.models.segmentation import DEFAULT_ARCH, arch_size_multiple
-
-        arch = (config.model.arch or DEFAULT_ARCH).lower()
-        multiple = arch_size_multiple(arch, config.model.output_stride)
-        if config.data.image_size % multiple:
-            raise SegkitError(
-                f"config key 'data.image_size' must be a multiple of {multiple} for segmentation with {arch}, got "
-                f"{config.data.image_size}"
-            )
-
-    def network_probs(self, net: Net, x: torch.Tensor, settings: InferenceSettings, size) -> torch.Tensor:
-        from segkit.inference.pipeline import segmentation_probs
-
-        return segmentation_probs(net, x, settings)[0]  # (C, H, W)
 
     def to_mask(self, probs: np.ndarray) -> np.ndarray:
         # torch's max over the classes gives the first maximum, as numpy's argmax does, in 3.8 ms against 8.5 ms

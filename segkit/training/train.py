@@ -18,13 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segkit.accel.precision import autocast, training_precision
 from segkit.config import ExperimentConfig, from_dict, save_config, to_dict
 from segkit.data.transforms import normalize
 from segkit.errors import SegkitError
 from segkit.evaluation.evaluate import evaluate
 from segkit.inference.checkpoint import read_checkpoint
 from segkit.inference.pipeline import inference_settings, torch_net
-from segkit.inference.precision import autocast, training_precision
 from segkit.models import model_from_config
 from segkit.models.losses import get_loss
 from segkit.tasks import Task, get_task

@@ -176,7 +176,7 @@ def select_worst(comp: Comparison, k: int, by: str | None = None) -> str:
         raise SegkitError(f"--worst takes a positive number of images, got {k}")
     if not any(r.gt is not None for r in comp.rows):
         raise SegkitError("--worst needs ground truth to score the images: add --gt DIR")
-    from segkit.metrics.tables import score_key
+    from segkit.evaluation.tables import score_key
 
     key = score_key(task, by or next(iter(task.caption_keys)), "--by")
     sign = 1.0 if lower_is_better(key) else -1.0  # larger badness = worse

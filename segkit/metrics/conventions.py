@@ -1,5 +1,6 @@
-"""The metric card: the conventions that produced a set of scores, carried inside every result ``segkit eval``
-writes, so that a number can be traced to its variant (which binarisation, which thresholds, which E-measure)."""
+"""What each family of scores means, in words: the conventions behind a number (which binarisation, which
+thresholds, which E-measure), for the metric card ``segkit eval`` writes (``segkit.evaluation.card``) and the model
+card of a model folder. A task names its groups (``Task.conventions``)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,8 @@ from segkit.conventions import IGNORE_INDEX
 from segkit.metrics.boundary import DILATION_RATIO
 from segkit.metrics.saliency import BETA_SQ, NUM_THRESHOLDS
 
-CARD_FORMAT = "segkit-metric-card/1"
 
-
-def _version() -> str:
-    from segkit import __version__
-
-    return __version__
-
-
-def size_policy(labels: bool, strict_size: bool) -> str:
-    """How a prediction of another size is handled; ``labels``: masks hold class ids (resized nearest)."""
-    if strict_size:
-        return "refused: a prediction of another size than its ground truth is not scored (--strict-size)"
-    how = "nearest neighbour" if labels else "bilinear"
-    return f"resized to its ground truth's size ({how}, OpenCV), then scored; each such file is listed"
-
-
-def saliency_conventions() -> dict[str, str]:
+def saliency_conventions(num_classes: int = 1) -> dict[str, str]:
     return {
         "ground_truth": "binarised: object where the 8-bit value is > 128 (float masks: > 0.5)",
         "prediction": "8-bit map / 255, then min-max normalised per image unless constant; float maps in [0, 1] are "
@@ -43,18 +28,18 @@ def saliency_conventions() -> dict[str, str]:
         "boundary_iou": f"Cheng et al. (CVPR 2021), map binarised at >= 0.5, boundary width {DILATION_RATIO:g} x "
         "image diagonal",
         "averaging": "every score is averaged over images (not pixels); curves averaged over images, then max/mean",
-        "reference": "equal to PySODMetrics 1.6 to 1e-10 and to the MATLAB toolbox's published values (segkit tests)",
+        "reference": "equal to PySODMetrics 1.6 to 1e-6 and to the MATLAB toolbox's published values to their 3 "
+        "decimals (segkit's tests check both)",
     }
 
 
-def polyp_conventions() -> dict[str, str]:
+def polyp_conventions(num_classes: int = 1) -> dict[str, str]:
     return {
         "dice_iou": "as PraNet's eval/main.m and Fmeasure_calu.m: the map / 255 min-max normalised as MATLAB's "
         "mapminmax (a constant map unchanged), ground truth > 128; at each of 256 thresholds 1:-1/255:0 (MATLAB's "
         "colon) a pixel is predicted when >= the threshold; Dice = 2TP/(|G|+|P|), IoU = TP/(TP+FP+FN), both 0 when "
         "TP = 0 (even when both are empty); averaged over images per threshold, then mean (mdice, miou) or max "
         "(max_dice, max_iou) over the thresholds",
-        "table": "PraNet's columns: mean Dice, mean IoU, weighted F, S-measure, max E-measure, MAE",
     }
 
 
@@ -67,38 +52,13 @@ def segmentation_conventions(num_classes: int) -> dict[str, str]:
     }
 
 
-def metric_card(task, strict_size: bool = False, num_classes: int = 0) -> dict:
-    """The conventions of ``task``'s scores (a Task or its name) as ``segkit eval`` computes them (per-dataset
-    facts are added by the caller under ``datasets``)."""
-    from segkit.tasks import get_task
-
-    task = get_task(task)
-    return {
-        "format": CARD_FORMAT,
-        "segkit_version": _version(),
-        "task": task.name,
-        **task.metric_conventions(num_classes),
-        "size_mismatch": size_policy(task.labels, strict_size),
-    }
+CONVENTIONS = {
+    "saliency": saliency_conventions,
+    "polyp": polyp_conventions,
+    "segmentation": segmentation_conventions,
+}
 
 
-def card_text(card: dict) -> str:
-    """The card as aligned ``key: value`` lines, per-dataset facts as a table."""
-    lines = []
-    width = max(len(k) for k in card)
-    for key, value in card.items():
-        if key == "datasets":
-            continue
-        lines.append(f"{key.replace('_', ' '):<{width}}  {value}")
-    datasets = card.get("datasets") or {}
-    if datasets:
-        lines += ["", "dataset / method: images scored, missing, resized, unreadable"]
-        for name, facts in datasets.items():
-            lines.append(f"{name} ({facts.get('ground_truths', '?')} ground truths)")
-            for method, m in facts.get("methods", {}).items():
-                if m is None:
-                    lines.append(f"  {method}: no folder")
-                    continue
-                counts = f"{m['scored']}, {len(m['missing'])}, {len(m['resized'])}, {len(m['bad'])}"
-                lines.append(f"  {method}: {counts}")
-    return "\n".join(lines)
+def conventions(groups: tuple[str, ...], num_classes: int) -> dict[str, str]:
+    """The conventions of the named groups (keys of ``CONVENTIONS``), in order, as ``name: text``."""
+    return {k: v for group in groups for k, v in CONVENTIONS[group](num_classes).items()}

@@ -16,8 +16,8 @@ from pathlib import Path
 from segkit.data.io import list_images
 from segkit.data.saliency import SOD, DatasetFamily, SaliencySource, find_saliency_sources
 from segkit.errors import SegkitError
-from segkit.metrics.card import metric_card
-from segkit.metrics.folders import FolderScores, Plan, Unscored, plan_dataset, score_plans
+from segkit.evaluation.card import metric_card
+from segkit.evaluation.folders import FolderScores, Plan, Unscored, plan_dataset, score_plans
 
 TRAINING_SETS = SOD.training_sets  # found under a root, never scored as a test set
 # The order saliency papers print their test sets in; other datasets follow, alphabetically (each family its own).

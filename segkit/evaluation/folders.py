@@ -317,7 +317,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     if "torch" in sys.modules or sys.platform != "linux":
         context = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
         if sys.platform != "win32":
-            context.set_forkserver_preload(["segkit.metrics.folders"])
+            context.set_forkserver_preload(["segkit.evaluation.folders"])
         return context
     return multiprocessing.get_context("fork")
 

@@ -1,10 +1,13 @@
-"""``segkit bench precision``: the bf16 fast path against the fp32 one, for both task networks (and DeepLabv3,
-whose dense atrous convolutions oneDNN's bf16 kernels handle worst) at several input sizes, side by side in one
-run.
+"""The bf16 fast path against the fp32 one, for both task networks (and DeepLabv3, whose dense atrous
+convolutions oneDNN's bf16 kernels handle worst) at several input sizes, side by side in one run: a research
+script, outside the wheel.
+
+    python benchmarks/precision_sweep.py [--device cpu] [--sizes HxW ...] [--repeats N] [--json FILE]
 
 One size is not enough: a weight prepacked for oneDNN without the input's shape once made the bf16 PoolNet at
 320 px three times slower than fp32 while every size the other benchmarks time was fine (benchmarks/RESULTS.md,
-2026-12-01). So this times each network at five sizes and names any size where bf16 is the slower one.
+"bf16 against fp32"). So this times each network at five sizes and names any size where bf16 is the slower one.
+Needs native bf16 (exit 2 without it).
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from segkit.bench.backbone import _randomize_batchnorm, machine_info, time_call
+from segkit.accel.hardware import bf16_feature, bf16_supported
+from segkit.bench.backbone import machine_info, randomize_batchnorm, time_call
 from segkit.errors import SegkitError
-from segkit.hardware import bf16_feature, bf16_supported
 
 BACKBONE = "res2net50_26w_4s"
 # network -> (task, what create_model takes beyond the backbone, input sizes (H, W)): sides around the saliency
@@ -47,7 +50,7 @@ def run_precision_bench(
     for network, (task, extra, task_sizes) in NETWORKS.items():
         torch.manual_seed(0)
         model = create_model(task, backbone=BACKBONE, **extra).to(dev).eval()
-        _randomize_batchnorm(model)
+        randomize_batchnorm(model)
         paths = {p: prepare_for_inference(model, precision=p) for p in ("fp32", "bf16")}
         for h, w in sizes or task_sizes:
             progress(f"timing the {network} network at {h}x{w} ...")
@@ -95,3 +98,32 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def write_precision_json(result: dict, path: str | Path) -> None:
     Path(path).write_text(json.dumps(result, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per measurement (median)")
+    parser.add_argument("--sizes", nargs="+", metavar="HxW", help="input sizes for every network instead of theirs")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    try:
+        if args.repeats < 1:
+            raise SegkitError("--repeats must be a positive integer")
+        sizes = tuple(parse_size(s) for s in args.sizes) if args.sizes else None
+        result = run_precision_bench(args.device, args.repeats, sizes, lambda m: print(m, file=sys.stderr, flush=True))
+    except SegkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_precision(result))
+    if args.json:
+        write_precision_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

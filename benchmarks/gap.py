@@ -1,7 +1,11 @@
-"""``segkit bench gap``: where Res2Net-50 loses throughput to ResNet-50, and what closes the gap.
+"""Where Res2Net-50 loses throughput to ResNet-50, and what closes the gap: a research script, outside the wheel.
+
+    python benchmarks/gap.py --device cuda --batch 32 --size 512 [--compile-modes none] [--json FILE]
 
 Every attempt is measured for both networks in one process on one device, at one batch and input size, and
-reported as img/s and as the Res2Net/ResNet throughput ratio, kept or not:
+reported as img/s and as the gap: ResNet-50's throughput over Res2Net-50's (1.30: ResNet-50 runs 1.3x as many
+images per second), kept or not. Attempts that would run the same code as another on the device are left out (on a
+CPU: CUDA graphs and cuDNN's benchmark mode).
 
 - the inference fast path in fp32 (TF32 as PyTorch defaults on a GPU) and in bf16, with and without cuDNN's
   benchmark mode (it times the algorithms for each shape once), and on a CPU each also without oneDNN's fused
@@ -30,11 +34,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from segkit.bench.backbone import _randomize_batchnorm, machine_info, time_call
-from segkit.hardware import resolve_precision
-from segkit.inference.precision import autocast
+from segkit.accel.hardware import bf16_supported, resolve_precision
+from segkit.accel.onednn import ConvAct, cudnn_fusion_available
+from segkit.accel.precision import autocast
+from segkit.bench.backbone import machine_info, randomize_batchnorm, time_call
 from segkit.models import create_backbone, prepare_for_inference
-from segkit.models.onednn import ConvAct, cudnn_fusion_available
 
 MODELS = ("res2net50_26w_4s", "resnet50")
 
@@ -60,7 +64,8 @@ class Attempt:
     note: str = ""
 
     @property
-    def ratio(self) -> float | None:
+    def gap(self) -> float | None:
+        """ResNet-50's img/s over Res2Net-50's: above 1, how many times ResNet-50's throughput is Res2Net-50's."""
         r, b = self.img_s.get(MODELS[0]), self.img_s.get(MODELS[1])
         return b / r if r and b else None
 
@@ -68,7 +73,7 @@ class Attempt:
 def _model(name: str, device: torch.device) -> nn.Module:
     torch.manual_seed(0)
     model = create_backbone(name)
-    _randomize_batchnorm(model)
+    randomize_batchnorm(model)
     return model.to(device).eval()
 
 
@@ -142,15 +147,10 @@ def _compile_attempt(plan: str, s: GapSettings) -> Attempt:
     split_multiple = int(pad) if pad else 1
     padded = f" + splits padded to {split_multiple}" if split_multiple > 1 else ""
     attempt = Attempt(f"bf16 torch.compile mode={mode}{padded}")
-    code = (
-        "import json, sys, time, torch\n"
-        "from segkit.bench.gap import GapSettings, compiled_img_s\n"
-        f"s = GapSettings(**json.loads({json.dumps(json.dumps(_settings_dict(s)))}))\n"
-        f"print(json.dumps(compiled_img_s({mode!r}, s, {split_multiple})))\n"
-    )
+    child = [sys.executable, __file__, "--compile-child", json.dumps([mode, split_multiple, _settings_dict(s)])]
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=s.compile_timeout_s)
+        done = subprocess.run(child, capture_output=True, text=True, timeout=s.compile_timeout_s)
     except subprocess.TimeoutExpired:
         attempt.note = f"not measured: compiling both networks took over {s.compile_timeout_s:.0f} s"
         return attempt
@@ -232,8 +232,8 @@ def conv_table(s: GapSettings, device: torch.device, dtype: torch.dtype) -> list
     return rows
 
 
-def profile_forward(s: GapSettings, device: torch.device) -> dict[str, dict[str, float]]:
-    """Device time of one bf16 fast-path forward (no graph), by operator group, per network, in ms."""
+def profile_forward(s: GapSettings, device: torch.device, precision: str = "bf16") -> dict[str, dict[str, float]]:
+    """Device time of one fast-path forward (no graph) in ``precision``, by operator group, per network, in ms."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -241,7 +241,7 @@ def profile_forward(s: GapSettings, device: torch.device) -> dict[str, dict[str,
     torch.backends.cudnn.benchmark = True
     for model_name in MODELS:
         fast = prepare_for_inference(
-            _model(model_name, device), cuda_graphs=False, precision="bf16", split_multiple=s.profile_split_multiple
+            _model(model_name, device), cuda_graphs=False, precision=precision, split_multiple=s.profile_split_multiple
         )
         x = torch.randn(s.batch, 3, s.size_px, s.size_px, device=device)
         with torch.inference_mode():
@@ -308,27 +308,36 @@ def run_gap_bench(
     def train(name: str, benchmark: bool) -> tuple[str, Callable[[], Attempt]]:
         return name, lambda: _train_attempt(name, s, device, benchmark)
 
-    # oneDNN's fused convolutions are the CPU's default: there, the same paths without them too
-    unfused = device.type == "cpu"
+    # oneDNN's fused convolutions are the CPU's default: there, the same paths without them too. CUDA graphs and
+    # cuDNN's benchmark mode exist on a GPU only: on a CPU those attempts would time the same code again.
+    gpu = device.type == "cuda"
+    native_bf16 = bf16_supported(device)
+    precisions = [("fp32", {}), *([("bf16", bf16)] if native_bf16 else [])]
+    split = "bf16" if native_bf16 else "fp32"
+    precision_kw = dict(precisions)[split]
     plans = [
-        infer("fp32 fast path", False),
-        *([infer("fp32 fast path, no oneDNN fusion", False, onednn=False)] if unfused else []),
-        infer("bf16 fast path", False, **bf16),
-        infer("bf16 fast path, no CUDA graph", False, cuda_graphs=False, **bf16),
-        *([infer("bf16 fast path, no oneDNN fusion", False, onednn=False, **bf16)] if unfused else []),
-        infer("bf16 fast path + cudnn.benchmark", True, **bf16),
-        infer("bf16 + benchmark + splits padded to 8", True, split_multiple=8, **bf16),
-        infer("bf16 + benchmark + splits padded to 16", True, split_multiple=16, **bf16),
+        *[infer(f"{name} fast path", False, **kw) for name, kw in precisions],
+        *[
+            infer(f"{name} fast path, no oneDNN fusion", False, onednn=False, **kw)
+            for name, kw in precisions
+            if not gpu
+        ],
         *(
             [
+                infer("bf16 fast path, no CUDA graph", False, cuda_graphs=False, **bf16),
+                infer("bf16 fast path + cudnn.benchmark", True, **bf16),
                 infer("fp32 + splits padded to 16 + cuDNN fused conv/bias/add/ReLU", True, **cudnn),
                 infer("bf16 + splits padded to 16 + cuDNN fused conv/bias/add/ReLU", True, **cudnn, **bf16),
             ]
-            if device.type == "cuda"
+            if gpu and native_bf16
             else []
         ),
-        train("bf16 training step", False),
-        train("bf16 training step + benchmark", True),
+        *[
+            infer(f"{split}{' + benchmark' * gpu} + splits padded to {m}", gpu, split_multiple=m, **precision_kw)
+            for m in (8, 16)
+        ],
+        *([train("bf16 training step", False)] if native_bf16 else []),
+        *([train("bf16 training step + benchmark", True)] if gpu and native_bf16 else []),
     ]
     for label, plan in [] if s.only_compile_and_profile else plans:
         progress(f"measuring: {label} ...")
@@ -336,11 +345,11 @@ def run_gap_bench(
         update(out)
     if not s.only_compile_and_profile:
         progress("timing each 3x3 convolution shape alone ...")
-        out["conv_table_bf16"] = conv_table(s, device, torch.bfloat16)
+        out["conv_table"] = conv_table(s, device, torch.bfloat16 if native_bf16 else torch.float32)
         update(out)
     if s.profile:
-        progress("profiling one bf16 forward of each network ...")
-        out["profile_ms"] = profile_forward(s, device)
+        progress(f"profiling one {split} forward of each network ...")
+        out["profile_ms"] = profile_forward(s, device, split)
         update(out)
     for mode in s.compile_modes:
         progress(f"compiling ({mode}, at most {s.compile_timeout_s:.0f} s) ...")
@@ -350,7 +359,7 @@ def run_gap_bench(
 
 
 def _attempt_dict(a: Attempt) -> dict:
-    return {"name": a.name, "img_s": a.img_s, "res2net_over_resnet": a.ratio, "note": a.note}
+    return {"name": a.name, "img_s": a.img_s, "resnet_over_res2net": a.gap, "note": a.note}
 
 
 def format_gap(result: dict) -> str:
@@ -358,22 +367,22 @@ def format_gap(result: dict) -> str:
     lines = [
         f"segkit bench gap on {m['device']} ({m.get('gpu', m.get('cpu_model'))}), {m['date']}, torch {m['torch']}; "
         f"batch {s['batch']} at {s['size_px']}px",
-        f"{'attempt':<46} {MODELS[0] + ' img/s':>24} {MODELS[1] + ' img/s':>16} {'ratio':>6}  note",
+        f"{'attempt':<46} {MODELS[0] + ' img/s':>24} {MODELS[1] + ' img/s':>16} {'gap':>6}  note",
     ]
     for a in result["attempts"]:
         r, b = a["img_s"].get(MODELS[0]), a["img_s"].get(MODELS[1])
-        ratio = a["res2net_over_resnet"]
+        ratio = a["resnet_over_res2net"]
         lines.append(
             f"{a['name']:<46} {(f'{r:.1f}' if r else '-'):>24} {(f'{b:.1f}' if b else '-'):>16} "
             f"{(f'{ratio:.3f}' if ratio else '-'):>6}  {a['note']}"
         )
-    if "conv_table_bf16" in result:
+    if "conv_table" in result:
         lines += [
             "",
-            "3x3 convolutions alone (bf16, channels-last, cudnn.benchmark):",
+            "3x3 convolutions alone (channels-last; bf16 where native, else fp32):",
             f"{'kind':<28} {'ch':>4} {'side':>5} {'ms':>8} {'TFLOP/s':>8}",
         ]
-        for row in result["conv_table_bf16"]:
+        for row in result["conv_table"]:
             lines.append(
                 f"{row['kind']:<28} {row['channels']:>4} {row['side_px']:>5} {row['ms']:>8.3f} {row['tflop_s']:>8.1f}"
             )
@@ -381,10 +390,60 @@ def format_gap(result: dict) -> str:
         total = sum(groups.values())
         pad = result["settings"].get("profile_split_multiple", 1)
         padded = f", splits padded to {pad}" if pad > 1 else ""
-        lines += ["", f"profile of one bf16 forward{padded}, {model_name}: {total:.2f} ms of device time"]
+        lines += ["", f"profile of one forward{padded}, {model_name}: {total:.2f} ms of device time"]
         lines += [f"  {k:<24} {v:8.3f} ms  {100 * v / total:5.1f}%" for k, v in groups.items()]
     return "\n".join(lines)
 
 
 def write_gap_json(result: dict, path: str | Path) -> None:
     Path(path).write_text(json.dumps(result, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda", help="cuda or cpu (default: cuda)")
+    parser.add_argument("--batch", type=int, default=32, help="batch size (default: 32)")
+    parser.add_argument("--size", type=int, default=512, help="input side in px (default: 512)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed repetitions per measurement (median)")
+    parser.add_argument(
+        "--compile-modes", nargs="*", default=["default", "max-autotune"], metavar="MODE",
+        help="torch.compile modes to try, each optionally with +padN (splits padded to N), e.g. default+pad16; "
+        "none: no compilation",
+    )  # fmt: skip
+    parser.add_argument("--compile-timeout", type=float, default=240, help="seconds per compile attempt")
+    parser.add_argument("--no-profile", action="store_true", help="skip the profile of one forward")
+    parser.add_argument("--profile-split-multiple", type=int, default=1, metavar="N", help="profile, splits padded")
+    parser.add_argument("--only-compile-and-profile", action="store_true", help="skip the eager attempts")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON (after every step)")
+    parser.add_argument("--compile-child", help=argparse.SUPPRESS)  # the child process of one compile attempt
+    args = parser.parse_args(argv)
+    if args.compile_child:
+        mode, split_multiple, settings = json.loads(args.compile_child)
+        settings["compile_modes"] = tuple(settings["compile_modes"])
+        print(json.dumps(compiled_img_s(mode, GapSettings(**settings), split_multiple)))
+        return 0
+    if min(args.batch, args.size, args.repeats) < 1:
+        parser.error("--batch, --size and --repeats must be positive integers")
+    settings = GapSettings(
+        device=args.device,
+        batch=args.batch,
+        size_px=args.size,
+        repeats=args.repeats,
+        compile_modes=tuple(m for m in args.compile_modes if m != "none"),
+        compile_timeout_s=args.compile_timeout,
+        profile=not args.no_profile,
+        profile_split_multiple=args.profile_split_multiple,
+        only_compile_and_profile=args.only_compile_and_profile,
+    )
+    update = (lambda result: write_gap_json(result, args.json)) if args.json else (lambda result: None)
+    result = run_gap_bench(settings, progress=lambda m: print(m, file=sys.stderr, flush=True), update=update)
+    print(format_gap(result))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

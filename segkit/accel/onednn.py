@@ -25,7 +25,7 @@ reaches through ``torch.cudnn_convolution_relu`` and ``torch.cudnn_convolution_a
 frozen-graph fusion for CUDA). Without it PyTorch adds a folded convolution's bias, the residual and the ReLU as
 separate passes over the output: on an H200 (bf16, batch 32 at 512 px, 2026-11-28) "add" was 7.5 of Res2Net-50's
 19.3 ms and 6.3 of ResNet-50's 13.1 ms. ``run_convs_on_cudnn`` switches a fast-path model to it; it is opt-in
-(``prepare_for_inference(cudnn_fused=True)``) until ``segkit bench gap`` has measured it on a GPU.
+(``prepare_for_inference(cudnn_fused=True)``) until ``benchmarks/gap.py`` has measured it on a GPU.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import torch.fx
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from segkit.models.onednn import (
+from segkit.accel.onednn import (
     ConvAct,
     cudnn_fusion_available,
     fusable,
@@ -28,7 +28,6 @@ from segkit.models.onednn import (
     run_convs_on_cudnn,
     wrap_atrous,
 )
-from segkit.models.res2net import Bottle2neck
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -36,73 +35,13 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fuse_conv_bn_eval(conv.eval(), bn.eval())
 
 
-class FusedBottle2neck(nn.Module):
-    """Inference-only Bottle2neck with BatchNorm folded; stage blocks run their 3x3 convs as one grouped conv.
-
-    ``split_multiple``: each split's width is padded with zero channels up to a multiple of this (26 -> 32 for 8),
-    for GPU kernels that want channel counts in multiples of 8 or 16. Exact: the padded channels have zero
-    weights and bias, so they stay zero through ReLU and pooling and the next 1x1 convolution ignores them.
-    """
-
-    def __init__(self, block: Bottle2neck, split_multiple: int = 1, onednn: bool = False) -> None:
-        super().__init__()
-        width = block.width
-        grouped = block.convs[0].groups > 1  # Res2NeXt: zero channels appended would shift the groups; left as is
-        self.width = width if grouped else -(-width // split_multiple) * split_multiple
-        self.scale = block.scale
-        self.is_stage_block = block.is_stage_block
-        conv1 = _pad_splits(fold_batchnorm(block.conv1, block.bn1), width, self.width, dim=0)
-        self.conv1 = ConvAct(conv1, "relu", onednn)
-        convs = [
-            _pad_splits(_pad_splits(fold_batchnorm(c, b), width, self.width, dim=0), width, self.width, dim=1)
-            for c, b in zip(block.convs, block.bns, strict=True)
-        ]
-        if self.is_stage_block:
-            convs = [_stack_as_groups(convs)]
-        self.convs = nn.ModuleList(ConvAct(c, "relu", onednn) for c in convs)
-        self.pool = block.pool
-        conv3 = _pad_splits(fold_batchnorm(block.conv3, block.bn3), width, self.width, dim=1)
-        self.conv3 = ConvAct(conv3, "add_relu", onednn)
-        self.downsample = _fold_module(block.downsample) if block.downsample is not None else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        reduced = self.conv1(x)  # relu(conv1(x)): (B, width*scale, H, W)
-        if self.is_stage_block:
-            last = reduced[:, (self.scale - 1) * self.width :]
-            joined = torch.cat([self.convs[0](reduced[:, : (self.scale - 1) * self.width]), self.pool(last)], dim=1)
-        else:
-            joined = self._hierarchy(reduced)
-        return self.conv3(joined, shortcut)  # relu(conv3(...) + shortcut)
-
-    def _hierarchy(self, reduced: torch.Tensor) -> torch.Tensor:
-        """cat(y_1, ..., y_{s-1}, x_s) with y_1 = relu(K_1(x_1)), y_i = relu(K_i(x_i + y_{i-1})), written over conv1's
-        output: each y_i takes the place of x_i once x_{i+1} has been read, and x_s stays where it is, so there is
-        no concatenation. Each add reads a contiguous copy of its split: with the channel slice itself PyTorch's
-        add takes a strided path, in bf16 2.7x slower than copy and add together (26 channels at 128x128: 302 vs
-        112 us). Together 2-3% of a Res2Net-50 forward in fp32 and bf16 (2-core AMX Xeon, 2026-12-01,
-        benchmarks/RESULTS.md), with exactly the same numbers.
-
-        Traced for ONNX, or where autograd records (an input that requires grad), the plain form with a
-        concatenation instead: the in-place writes would become a graph of scatter operators, and autograd needs
-        conv1's output unchanged."""
-        w = self.width
-        if torch.jit.is_tracing() or (reduced.requires_grad and torch.is_grad_enabled()):
-            splits = torch.split(reduced, w, dim=1)
-            ys = [self.convs[0](splits[0])]
-            for i in range(1, len(self.convs)):
-                ys.append(self.convs[i](ys[-1] + splits[i]))
-            return torch.cat([*ys, splits[-1]], dim=1)
-        y = self.convs[0](reduced[:, :w])
-        for i in range(1, len(self.convs)):
-            z = y + reduced[:, i * w : (i + 1) * w].contiguous(memory_format=torch.channels_last)
-            reduced[:, (i - 1) * w : i * w].copy_(y)  # x_i was read: y_i takes its place
-            y = self.convs[i](z)
-        reduced[:, (len(self.convs) - 1) * w : len(self.convs) * w].copy_(y)
-        return reduced
+class InferenceBlock(nn.Module):
+    """A network block in its inference form (BatchNorm folded, activations fused): left as it is by the
+    folding and fusion passes. A block of a segkit network provides one through ``inference_form(split_multiple,
+    onednn)`` (``segkit.models.res2net.Bottle2neck``); ``prepare_for_inference`` calls it."""
 
 
-class FusedBottleneck(nn.Module):
+class FusedBottleneck(InferenceBlock):
     """Inference form of timm's ResNet ``Bottleneck`` (the baseline), the same steps as ``FusedBottle2neck``:
     BatchNorm folded, each ReLU and the residual add fused into its convolution where oneDNN runs it. Only for
     the plain block (no squeeze-excitation, drop-block, anti-aliasing or drop-path), which ``_replace_blocks``
@@ -113,7 +52,7 @@ class FusedBottleneck(nn.Module):
         self.conv1 = ConvAct(fold_batchnorm(block.conv1, block.bn1), "relu", onednn)
         self.conv2 = ConvAct(fold_batchnorm(block.conv2, block.bn2), "relu", onednn)
         self.conv3 = ConvAct(fold_batchnorm(block.conv3, block.bn3), "add_relu", onednn)
-        self.downsample = _fold_module(block.downsample) if block.downsample is not None else None
+        self.downsample = fold_module(block.downsample) if block.downsample is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -134,7 +73,7 @@ def _plain_timm_bottleneck(module: nn.Module) -> bool:
     return plain and relus and all(type(getattr(module, f"bn{i}")) is nn.BatchNorm2d for i in (1, 2, 3))
 
 
-def _pad_splits(conv: nn.Conv2d, width: int, padded: int, dim: int) -> nn.Conv2d:
+def pad_splits(conv: nn.Conv2d, width: int, padded: int, dim: int) -> nn.Conv2d:
     """``conv`` with its output (``dim`` 0) or input (``dim`` 1) channels, read as consecutive splits of
     ``width``, each followed by ``padded - width`` zero channels. Grouped convolutions are padded per group."""
     if padded == width:
@@ -163,7 +102,7 @@ def _pad_splits(conv: nn.Conv2d, width: int, padded: int, dim: int) -> nn.Conv2d
     return padded_conv
 
 
-def _stack_as_groups(convs: list[nn.Conv2d]) -> nn.Conv2d:
+def stack_as_groups(convs: list[nn.Conv2d]) -> nn.Conv2d:
     """One grouped conv equal to applying each of ``convs`` to its own consecutive channel slice."""
     first = convs[0]
     n = len(convs)
@@ -188,7 +127,7 @@ class _FoldTracer(torch.fx.Tracer):
     padded pooling with its shape arithmetic) stays one opaque call, since its inside cannot hold a pair."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (ConvAct, FusedBottle2neck, FusedBottleneck)):  # already folded and fused
+        if isinstance(m, (ConvAct, InferenceBlock)):  # already folded and fused
             return True
         holds_pair_parts = any(isinstance(sub, (nn.Conv2d, nn.BatchNorm2d)) for sub in m.modules())
         return super().is_leaf_module(m, qualname) or not holds_pair_parts
@@ -293,8 +232,8 @@ def _run_lone_convs_in_onednn(module: nn.Module) -> None:
 
 def _replace_blocks(module: nn.Module, split_multiple: int = 1, onednn: bool = False) -> nn.Module:
     """Res2Net blocks (and timm's plain ResNet bottlenecks) replaced by their inference form, everywhere."""
-    if isinstance(module, Bottle2neck):
-        return FusedBottle2neck(module, split_multiple, onednn)
+    if callable(getattr(module, "inference_form", None)):  # segkit's Res2Net block
+        return module.inference_form(split_multiple, onednn)
     if _plain_timm_bottleneck(module):
         return FusedBottleneck(module, onednn)
     for name, child in list(module.named_children()):
@@ -302,7 +241,7 @@ def _replace_blocks(module: nn.Module, split_multiple: int = 1, onednn: bool = F
     return module
 
 
-def _fold_module(module: nn.Module, split_multiple: int = 1, onednn: bool = False) -> nn.Module:
+def fold_module(module: nn.Module, split_multiple: int = 1, onednn: bool = False) -> nn.Module:
     """Res2Net (and plain ResNet) blocks in inference form, then every conv -> BatchNorm pair folded and every
     conv -> ReLU pair fused (both found by tracing)."""
     module = _replace_blocks(module, split_multiple, onednn)
@@ -435,14 +374,14 @@ def prepare_for_inference(
     CUDA graph and replayed. ``split_multiple``: pad each Res2Net split's width with zero channels to a multiple
     of this (exact; see ``FusedBottle2neck``); None: ``default_split_multiple`` of the weights' device.
     ``onednn``: run each convolution with its ReLU (and residual add) fused by oneDNN, weights prepacked per input
-    shape, bf16's atrous (ASPP) convolutions in the faster of bf16 and fp32 (``segkit.models.onednn``); None:
+    shape, bf16's atrous (ASPP) convolutions in the faster of bf16 and fp32 (``segkit.accel.onednn``); None:
     on a CPU where the operators exist, unless compiled (inductor fuses on its own); False: plain PyTorch modules
     (for ONNX export). ``cudnn_fused``: on a GPU, run each convolution with its bias, ReLU (and residual add) as
     one cuDNN call where ``cudnn_fusion_available`` says it works; off by default until it is measured on a GPU
-    (``segkit bench gap`` has it as an attempt).
+    (``benchmarks/gap.py`` has it as an attempt).
     The original is left untouched.
     """
-    from segkit.hardware import resolve_precision
+    from segkit.accel.hardware import resolve_precision
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if split_multiple is None:
@@ -453,7 +392,7 @@ def prepare_for_inference(
     if onednn is None:
         onednn = not compile and onednn_fuses(device)
     body = copy.deepcopy(model).eval()
-    body = _fold_module(body, split_multiple, onednn)
+    body = fold_module(body, split_multiple, onednn)
     body = body.to(dtype=dtype, memory_format=torch.channels_last)
     for p in body.parameters():
         p.requires_grad_(False)

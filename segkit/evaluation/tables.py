@@ -99,7 +99,7 @@ def ranks(values: list[float | None], metric: str, digits: int) -> list[int]:
 
 
 def format_results(results, metrics: tuple[str, ...], fmt: str = "text", digits: int = 3) -> str:
-    """Methods x datasets (``segkit.metrics.paper.Results``): a column group per dataset, ``metrics`` in each."""
+    """Methods x datasets (``segkit.evaluation.paper.Results``): a column group per dataset, ``metrics`` in each."""
     if fmt not in FORMATS:
         raise SegkitError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     columns = [(d, m) for d in results.datasets for m in metrics]

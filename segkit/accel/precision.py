@@ -4,7 +4,7 @@ On a CPU, native is not enough: on a 2-core Xeon with AVX512-BF16 and no AMX (20
 training step took 1011 ms with bf16 autocast against 765 ms in fp32 (both channels-last), and the default
 saliency run 505 s against 464 s, at equal quality (max F 0.923 vs 0.928). On a 2-core Xeon with AMX
 (2026-12-01) the default run took 210 s in bf16 against 293 s in fp32, max F 0.9291 vs 0.9275 and MAE 0.0403 vs
-0.0409. So a CPU trains in bf16 only where ``segkit.hardware.bf16_pays`` measures bf16 faster (AMX machines);
+0.0409. So a CPU trains in bf16 only where ``segkit.accel.hardware.bf16_pays`` measures bf16 faster (AMX machines);
 CUDA GPUs with bf16 always do.
 """
 
@@ -14,7 +14,7 @@ import contextlib
 
 import torch
 
-from segkit.hardware import bf16_feature, bf16_pays
+from segkit.accel.hardware import bf16_feature, bf16_pays
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
