@@ -43,7 +43,13 @@ def test_folder_holds_weights_config_and_card(folder, run_dir):
     weights = safetensors.torch.load_file(str(folder / "model.safetensors"))
     assert weights.keys() == segkit.load_model(run_dir / "best.pt").state_dict().keys()
     card = (folder / "README.md").read_text()
-    assert "| miou |" in card and "mIoU over classes" in card and "segkit predict --model" in card
+    assert "| miou |" in card and "segkit predict --model" in card
+    assert "dataset-wide confusion matrix" in card, "the conventions segkit eval's metric card states"
+    from huggingface_hub import ModelCard
+
+    hub = ModelCard(card).data  # the Hub's reading of the card's metadata
+    assert hub.library_name == "segkit" and hub.pipeline_tag == "image-segmentation"
+    assert {"segmentation", "unet", "res2net50_14w_8s"} <= set(hub.tags)
 
 
 def test_folder_predicts_exactly_what_the_checkpoint_predicts(folder, run_dir, tmp_path):

@@ -1,13 +1,13 @@
-"""The inference fast path: BatchNorm folded into convolutions, Res2Net blocks rewritten for inference, and the
-channels-last memory layout.
+"""The inference fast path: BatchNorm folded into convolutions, each network block in its inference form (a block
+provides it: ``inference_form``; timm's plain ResNet bottleneck gets one here), and the channels-last layout.
 
-What each step buys was measured with ``segkit bench backbone`` (see ``benchmarks/RESULTS.md``):
+Why each step (``segkit bench backbone`` measures the whole; benchmarks/RESULTS.md):
 - channels-last lets oneDNN run its NHWC kernels without layout reorders around every convolution;
 - folding BatchNorm removes one full pass over every feature map;
 - in a Res2Net stage block the ``scale - 1`` 3x3 convolutions are independent (no hierarchical add), so they run
   as one grouped convolution: one kernel launch instead of ``scale - 1``, and no split/concat copies there;
-- ReLU and the residual add run in place, and the other blocks write each y_i over conv1's output instead of
-  concatenating.
+- ReLU and the residual add run inside the convolutions where oneDNN fuses them (``segkit.accel.onednn``), and
+  the other Res2Net blocks write each y_i over conv1's output instead of concatenating.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def _fuse_conv_relus(module: nn.Module, onednn: bool) -> None:
 def _run_lone_convs_in_onednn(module: nn.Module) -> None:
     """Every convolution still plain after the fusion (a projection shortcut, a classifier: nothing follows it
     that oneDNN could fuse) as a ``ConvAct`` without post-op, so that its weight too is reordered once per input
-    shape rather than on every call (measured: 0.3-1.6 ms of a bf16 forward at 512x512, 0.9 ms at 32x32)."""
+    shape rather than on every call (a small gain, never a loss)."""
     for name, child in list(module.named_children()):
         if type(child) is nn.Conv2d and fusable(child):
             setattr(module, name, ConvAct(child, "none", onednn=True))
@@ -340,9 +340,9 @@ class CudaGraphModel(nn.Module):
 
 
 def default_split_multiple(device: torch.device) -> int:
-    """16 on a CUDA GPU, where cuDNN's kernels for 26 or 52 channels run at a third of their speed at 32 or 64
-    (H200, bf16, batch 32 at 512 px: Res2Net-50 1409 -> 1589 img/s, benchmarks/RESULTS.md); 1 on a CPU, where
-    padding measured no faster."""
+    """16 on a CUDA GPU, where cuDNN runs Res2Net's 26- and 52-channel convolutions far below its speed at 32 or
+    64 channels; 1 on a CPU, where padding measured no faster (benchmarks/RESULTS.md, "The same on a GPU" and
+    "Where Res2Net-50's CPU time goes")."""
     return 16 if device.type == "cuda" else 1
 
 

@@ -1,9 +1,9 @@
 """What the hardware runs natively, detected (never guessed from the vendor): bf16 matrix math on a CUDA GPU, or
 on a CPU with AVX512-BF16 or AMX (through oneDNN); and, on a CPU, whether bf16 is actually the faster choice.
 
-Native is not always faster: on one 2-core Xeon with AVX512-BF16 and no AMX (2026-11-28) oneDNN's bf16
-convolution took 8.5 ms against 4.7 ms in fp32, while an EPYC with AVX512-BF16 ran the whole network 2.7x faster
-in bf16. So ``auto`` times one convolution in both precisions on first use (about 0.2 s) instead of trusting flags.
+Native is not always faster: on one CPU with AVX512-BF16 and no AMX oneDNN's bf16 convolution ran at about 0.6x
+its fp32 speed, while others with the same flag run bf16 several times faster (benchmarks/RESULTS.md, the machine
+table). So ``auto`` times one convolution in both precisions on first use (about 0.2 s) instead of trusting flags.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ def bf16_pays(device: torch.device | str) -> bool:
     device = torch.device(device)
     if not bf16_supported(device):
         return False
+    # 1.1: a margin over the timing's noise on a busy machine; the CPUs measured so far sit far from it on either
+    # side (benchmarks/RESULTS.md, the machine table)
     return device.type != "cpu" or cpu_bf16_speedup() > 1.1
 
 

@@ -7,12 +7,9 @@ emits on CPUs (``torch.ops.mkldnn._convolution_pointwise``); segkit calls them d
 gets the fusion without a compilation. The weights are also reordered into oneDNN's own layout ("prepacked")
 once per input shape instead of on every call.
 
-Measured on a 2-core Xeon with AMX (2026-12-01, batch 1, benchmarks/RESULTS.md): in bf16 the separate ReLUs and
-residual adds took about a third of ResNet-50's and Res2Net-50's fast path at 512x512; fused and prepacked, the
-bf16 fast path ran 1.4x faster (Res2Net-50 68 -> 48 ms, ResNet-50 49 -> 32 ms). In fp32 the fusion alone measured
-no faster, and weights prepacked without the input's shape slower (ResNet-50 136 -> 237 ms); prepacked per input
-shape, fp32 ran 1.03-1.25x faster than unfused at every size of both task networks and of ResNet-50 timed, so the
-fast path fuses in both precisions.
+Once the convolutions run on AMX, the separate ReLUs and residual adds cost about a third of a bf16 forward;
+fused, with weights reordered for each input shape (reordered without it they can be far slower than not fusing),
+the fast path is faster in both precisions (benchmarks/RESULTS.md, "Decisions that rest on a measurement").
 
 ``ConvAct`` is one convolution with what follows it, ``relu`` or ``add_relu`` (``relu(conv(x) + other)``), or
 ``none`` (a convolution nothing follows that could be fused, still with its weight reordered per shape), run
@@ -23,9 +20,10 @@ float rounding. ``FasterOfTwo`` runs an atrous convolution in bf16 or fp32, whic
 On a GPU the same fusion exists in cuDNN (convolution, bias, residual add and ReLU in one kernel), which PyTorch
 reaches through ``torch.cudnn_convolution_relu`` and ``torch.cudnn_convolution_add_relu`` (the operators of its
 frozen-graph fusion for CUDA). Without it PyTorch adds a folded convolution's bias, the residual and the ReLU as
-separate passes over the output: on an H200 (bf16, batch 32 at 512 px, 2026-11-28) "add" was 7.5 of Res2Net-50's
-19.3 ms and 6.3 of ResNet-50's 13.1 ms. ``run_convs_on_cudnn`` switches a fast-path model to it; it is opt-in
-(``prepare_for_inference(cudnn_fused=True)``) until ``benchmarks/gap.py`` has measured it on a GPU.
+separate passes over the output, which a GPU profile found to be the largest share of Res2Net-50's forward after
+the convolutions (benchmarks/RESULTS.md, "The same on a GPU"). ``run_convs_on_cudnn`` switches a fast-path model
+to it; it is opt-in (``prepare_for_inference(cudnn_fused=True)``) until ``benchmarks/gap.py`` has measured it on a
+GPU.
 """
 
 from __future__ import annotations
@@ -39,12 +37,10 @@ from torch import nn
 
 POSTS = ("none", "relu", "add_relu")
 # Input shapes a convolution keeps a reordered weight for, the least recently used dropped first. A segmentation
-# job at original sizes meets many: a VOC-like mix of image sizes (120 images in 14 padded shapes, DeepLabv3+
-# Res2Net-50, 2-core AMX Xeon, 2026-12-01) ran fp32 at 208.9 / 203.7 / 193.1 ms per image with 4 / 8 / 16 shapes
-# kept (unfused: 212.9) and bf16 at 96.0 / 88.7 / 83.6 (unfused: 111.0), since a weight reordered for another shape
-# is no help (up to 20x slower) and reordering costs a few ms per shape. The price is memory in a job of many
-# sizes, up to 16 reordered copies of the weights: over 15 shapes the process peaked at 2.68 GB in fp32 (1.44 GB
-# unfused) and 1.88 GB in bf16 (1.23 GB unfused); a job of one size holds one copy.
+# job at original sizes meets many, and a weight reordered for another shape is no help, so keeping few shapes
+# throws the fusion's gain away on such jobs; the price is memory, up to this many reordered copies of the
+# weights in a job of many sizes (one in a job of one size). Set by ``segkit bench predict --mixed-sizes``
+# (benchmarks/RESULTS.md, "Decisions that rest on a measurement").
 PACKED_SHAPES = 16
 
 
@@ -104,10 +100,9 @@ class ConvAct(nn.Module):
 
     def _weight_for(self, x: torch.Tensor) -> torch.Tensor:
         """The weight reordered into oneDNN's layout for ``x``'s shape, made on the first input of that shape.
-        Per shape, because a weight reordered without the input's shape can hit a pathological kernel: 2048 -> 832
-        channels at 10x10 in bf16 took 61 ms against 0.23 ms reordered for that shape (2-core AMX Xeon, 2026-12-01;
-        at 8x8 and 12x12 either way took 0.15-0.3 ms), and fp32 weights reordered without the shape made ResNet-50
-        slower than not fusing at all (237 vs 136 ms)."""
+        Per shape, because a weight reordered without the input's shape can hit a pathological kernel (a 1x1
+        convolution of 2048 -> 832 channels at 10x10 in bf16 ran some 250x slower), and fp32 weights reordered
+        without it made the whole fast path slower than not fusing at all."""
         key = tuple(x.shape)
         packed = self._packed.pop(key, None)
         if packed is None:
@@ -195,11 +190,10 @@ class FasterOfTwo(nn.Module):
     of three timed calls each, after one untimed call).
 
     For the atrous convolutions of DeepLabv3's and v3+'s ASPP (``atrous``): oneDNN's bf16 kernels for them are
-    often far slower than its fp32 ones (2-core AMX Xeon, 2026-12-01, 32x32 maps: v3+'s depthwise 3x3 of 2048
-    channels at dilation 18, 31 ms in bf16 against 5.7 ms in fp32, at dilation 6 0.6 ms either way; v3's dense 3x3
-    of 2048 -> 256 channels at dilation 12 / 24 / 36, 26.8 / 34.0 / 36.4 ms in bf16 against 17.1 / 7.8 / 2.9 ms in
-    fp32, and 3.6 ms in bf16 at dilation 1), and which case is slow depends on dilation and map size, so it is
-    measured rather than guessed. fp32 is the more precise of the two, so either choice keeps bf16's accuracy.
+    often several times slower than its fp32 ones, and which case is slow depends on dilation and map size, so it
+    is measured rather than guessed (benchmarks/RESULTS.md, "Decisions that rest on a measurement"). fp32 is the
+    more precise of the two, so either choice keeps bf16's accuracy. The choice is made once per input shape and
+    kept.
     """
 
     def __init__(self, module: nn.Module) -> None:
@@ -236,9 +230,9 @@ def _seconds(fn, x: torch.Tensor, repeats: int = 3) -> float:
     return best
 
 
-# The smallest dilation ``FasterOfTwo`` is tried for: the ASPP's rates (6-36) are, a backbone's own dilations (2 at
-# output stride 16, 2 and 4 at 8) are not, since there bf16 measured 5x faster than fp32 (2-core AMX Xeon, 3x3 of
-# 208 channels at 32x32, dilation 2: 0.345 vs 1.859 ms).
+# The smallest dilation ``FasterOfTwo`` is tried for: the ASPP's rates (6-36) are; a backbone's own dilations (2 at
+# output stride 16, 2 and 4 at 8) are not, since there bf16 measured several times faster than fp32
+# (benchmarks/precision_sweep.py; benchmarks/RESULTS.md, "Decisions that rest on a measurement").
 ATROUS_MIN_DILATION = 6
 
 

@@ -69,14 +69,10 @@ class OnnxNet:
 
 
 # --compile auto compiles a CPU job of at least this many images where the fast path runs without oneDNN's fused
-# convolutions. Measured on a 2-core Xeon (AVX512-BF16, no AMX), 2026-11-28, on that unfused path, DeepLabv3+
-# Res2Net-50 at 512x384 (benchmarks/RESULTS.md, "Compiling"): compiled 302 ms vs 347 ms per image, so 45 ms saved
-# per image, against about 45 s for the first compilation (about 13 s once inductor's cache holds it). Where the
-# fused convolutions run (CPUs whose PyTorch build has them, ``onednn_fuses``) the eager fast path measured as fast
-# as compiled or faster, in both precisions (AMX Xeon, 2026-12-01: fp32 DeepLabv3+ at 384x512 198.5 vs 198.7 ms,
-# Res2Net-50 backbone 155.1 vs 162.2 ms; bf16 Res2Net-50 46.6 vs 61.2 ms), so auto does not compile there. On a
-# GPU a job runs one image at a time, where the CUDA-graph fast path measured faster than the compiled model (H200,
-# batch 1: 1.8 vs 4.2 ms), so auto does not compile there either.
+# convolutions: there compiling saves tens of ms per image against tens of seconds for the first compilation.
+# Where the fused convolutions run (``onednn_fuses``) the eager fast path measured as fast as compiled or faster,
+# and on a GPU the CUDA-graph fast path runs single images faster than compiled code, so auto does not compile
+# there (benchmarks/RESULTS.md, "Decisions that rest on a measurement").
 COMPILE_MIN_IMAGES = 1000
 COMPILE_NOTE = "compiling pays for itself after about 1000 images (measured)"
 

@@ -70,7 +70,8 @@ def register_smp_encoder(backbone_name: str) -> str:
 
 
 def register_smp_encoders() -> list[str]:
-    """Register every segkit backbone with smp as ``segkit-<name>``; returns the names (run on import)."""
+    """Register every segkit backbone with smp as ``segkit-<name>``; returns the names (run once on import, below;
+    registering again changes nothing)."""
     return [register_smp_encoder(name) for name in backbone_names()]
 
 
@@ -191,15 +192,7 @@ def arch_size_multiple(arch: str, output_stride: int | None = None) -> int:
     return ARCH_MULTIPLES.get(arch, 32)
 
 
-def DeepLabV3Plus(  # noqa: N802 - the architecture's name, kept as the constructor earlier versions exported
-    backbone: str = "res2net50_26w_4s",
-    num_classes: int = 21,
-    output_stride: int = 16,
-    pretrained_backbone: str | Path | None = None,
-    decoder_channels: int = 256,
-) -> SmpSegmentation:
-    """DeepLabv3+ on a segkit backbone (``SmpSegmentation`` with ``arch="deeplabv3plus"``)."""
-    return SmpSegmentation(backbone, num_classes, output_stride, pretrained_backbone, decoder_channels)
-
-
+# Registered at import, as the README shows smp users doing it: ``import segkit.models`` and then
+# ``smp.Unet(encoder_name="segkit-...")``, the way timm's models exist once timm is imported. segkit's own code does
+# not rely on it: ``SmpSegmentation`` registers the encoder it builds on (``register_smp_encoder``).
 register_smp_encoders()

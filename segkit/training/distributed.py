@@ -70,7 +70,7 @@ def shutdown_distributed() -> None:
     Otherwise gloo's worker threads outlive the script: one of them releasing a finished barrier, which holds the
     tensors of earlier collectives, needs the GIL while the interpreter is shutting down, and the process aborts
     ("terminate called without an active exception", SIGABRT: about 1 in 10 two-process CPU runs of
-    tests/ddp_worker.py, 2026-12-01; gdb showed ``ProcessGroupGloo::runLoop`` destroying an ``AsyncBarrierWork``
+    tests/ddp_worker.py; gdb showed ``ProcessGroupGloo::runLoop`` destroying an ``AsyncBarrierWork``
     during finalization), so torchrun reports a failed run after all its work was written. Destroying the group
     and collecting what still refers to it joins those threads here instead."""
     if dist.is_available() and dist.is_initialized():
