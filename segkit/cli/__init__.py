@@ -35,9 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SegkitError as err:
         print(f"segkit: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        from segkit.training.runfolder import exit_code
+
         print("segkit: interrupted", file=sys.stderr)
-        return 130
+        return exit_code(stop)
 
 
 if __name__ == "__main__":

@@ -62,15 +62,21 @@ def run(args: argparse.Namespace) -> int:
     from segkit.config import default_config_path, load_config
     from segkit.errors import SegkitError
     from segkit.training.distributed import init_distributed, shutdown_distributed
+    from segkit.training.runfolder import exit_code
     from segkit.training.train import train
 
     if args.resume and not args.out:
         raise SegkitError("--resume needs --out RUN_DIR (the run folder holding last.pt)")
-    config = load_config(args.config or default_config_path(args.task), overrides(args))
+    if args.resume and args.config:
+        raise SegkitError("--resume continues with the run's own config (in last.pt); leave out --config")
     try:
-        result = train(config, Path(args.out) if args.out else None, resume_run=args.resume)
-    except KeyboardInterrupt:
-        return 130
+        if args.resume:  # the run's own config; --set and the flags change what may change on resume
+            result = train(None, Path(args.out), resume_run=True, resume_set=overrides(args))
+        else:
+            config = load_config(args.config or default_config_path(args.task), overrides(args))
+            result = train(config, Path(args.out) if args.out else None)
+    except KeyboardInterrupt as stop:
+        return exit_code(stop)
     if init_distributed().is_main:
         print_next_steps(result)
     shutdown_distributed()  # only after a run that ended well: a failed rank's peers may still be in a collective

@@ -7,9 +7,8 @@ stream), ``losses``, ``optim`` (optimiser and schedule), ``runlog`` (log, progre
 
 from __future__ import annotations
 
+import contextlib
 import math
-import signal
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segkit.accel.precision import autocast, training_precision
-from segkit.config import ExperimentConfig, from_dict, save_config, to_dict
+from segkit.config import ExperimentConfig, save_config, to_dict
 from segkit.data.transforms import normalize
 from segkit.errors import SegkitError
 from segkit.evaluation.evaluate import evaluate
@@ -32,7 +31,18 @@ from segkit.training.checkpoint import FORMAT_VERSION, atomic_save, restore_rng_
 from segkit.training.distributed import DistInfo, barrier, init_distributed, pick_device, sync_buffers, wrap_model
 from segkit.training.loader import SeededTrainDataset, StreamSampler, batch_stream, build_sources
 from segkit.training.optim import build_optimizer, build_scheduler
+from segkit.training.runfolder import RunFolderLock, Signals
 from segkit.training.runlog import Progress, RunLog, Scalars, append_metrics_csv
+
+# Keys a resumed run may change (``--resume --set KEY=VALUE``): how long it runs, its learning rate, and how often
+# it evaluates, saves and logs. Every other key would no longer describe last.pt's weights or its data stream.
+RESUMABLE_KEYS = (
+    "optim.lr", "schedule.max_steps", "schedule.epochs", "eval.interval_steps", "eval.checkpoint_interval_steps",
+    "eval.max_images", "log_interval", "data.workers",
+)  # fmt: skip
+# A parameter beyond this is taken as exploded (trained networks' weights stay within about 10): such weights are
+# never written to a checkpoint.
+EXPLODED_WEIGHT = 1e6
 
 
 class TrainingDiverged(SegkitError):
@@ -61,6 +71,8 @@ class Run:
     data_note: str | None = None
     step: int = 0
     best: float = -math.inf
+    signals: Signals | None = None  # a checkpoint is written with SIGTERM and SIGINT deferred
+    saved: dict | None = None  # checkpoint name -> the step it holds, as written by this process
 
 
 @dataclass
@@ -141,19 +153,58 @@ def checkpoint_payload(run: Run, resumable: bool) -> dict:
 
 
 def save(run: Run, name: str) -> None:
-    """Write ``name`` in the run folder: last.pt resumable, best.pt (and any other) weights and config only."""
+    """Write ``name`` in the run folder: last.pt resumable, best.pt (and any other) weights and config only. Weights
+    that are not finite, or exploded, are refused before anything is written (``TrainingDiverged``); a signal that
+    comes while the file is written is raised once it is complete."""
     sync_buffers(run.net, run.info)  # collective: every process calls save
-    if run.info.is_main:
-        atomic_save(checkpoint_payload(run, resumable=name == "last.pt"), run.out / name)
+    problem = weights_problem(run.net)
+    if problem:
+        raise TrainingDiverged(f"the weights {problem} at step {run.step}, so they were not saved")
+    with run.signals.deferred() if run.signals else contextlib.nullcontext():
+        if run.info.is_main:
+            atomic_save(checkpoint_payload(run, resumable=name == "last.pt"), run.out / name)
+        run.saved = {**(run.saved or {}), name: run.step}
+
+
+def weights_problem(net: nn.Module) -> str | None:
+    """What is wrong with the network's parameters for a checkpoint (not finite, or exploded), or None."""
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if not torch.isfinite(p).all():
+                return f"became non-finite ({name})"
+            if p.numel() and p.abs().max() > EXPLODED_WEIGHT:
+                return f"exploded ({name} reached {p.abs().max().item():.3g})"
+    return None
+
+
+def folder_state(run: Run) -> str:
+    """What the run folder holds now, in words (for a message after a failure)."""
+    held = []
+    for name in ("last.pt", "best.pt"):
+        if (run.out / name).is_file():
+            step = (run.saved or {}).get(name)
+            held.append(f"{name}" + (f" (step {step})" if step is not None else " (from before this process)"))
+    return f"{run.out} holds {' and '.join(held)}" if held else f"no checkpoint was written in {run.out}"
 
 
 def resume(run: Run, path: Path) -> None:
+    """Weights, optimiser, schedule and random states from last.pt; a learning rate changed on resume
+    (``--set optim.lr=...``) scales the schedule from the step reached."""
     ckpt = read_checkpoint(path)
     run.net.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
     run.step, run.best = int(ckpt["step"]), float(ckpt["best"])
     restore_rng_state(ckpt["rng"])
+    saved_lr = float(ckpt["config"]["optim"]["lr"])
+    if run.config.optim.lr != saved_lr:
+        factor = run.config.optim.lr / saved_lr
+        run.scheduler.base_lrs = [lr * factor for lr in run.scheduler.base_lrs]
+        for group in run.optimizer.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+    run.saved = {"last.pt": run.step}
 
 
 # ---------------------------------------------------------------- one step, one evaluation
@@ -184,10 +235,7 @@ def train_one_step(run: Run, stream) -> float:
                 logits = run.model(images)
             loss = run.loss_fn(logits, target)
             if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss.item()} at step {run.step + 1}; the last good checkpoint is kept in "
-                    f"{run.out}. Lower optim.lr (now {cfg.optim.lr}) or add schedule.warmup_steps, then --resume"
-                )
+                raise TrainingDiverged(f"the loss became {loss.item()} at step {run.step + 1}")
             (loss / cfg.schedule.grad_accum).backward()
             total += loss.item()
         if cfg.optim.grad_clip:
@@ -281,8 +329,8 @@ def validate_and_keep_best(run: Run, loss: float, log: RunLog, scalars: Scalars)
 # ---------------------------------------------------------------- the run
 
 
-def choose_run_dir(config: ExperimentConfig, out: Path | None, resume_run: bool) -> Path:
-    """The run folder, checked (a new run never writes into a finished one); nothing is created yet."""
+def choose_run_dir(config: ExperimentConfig | None, out: Path | None, resume_run: bool) -> Path:
+    """The run folder, checked (a new run never writes into a finished one); nothing is created here."""
     out = Path(out) if out else default_run_dir(config)
     if resume_run:
         if not (out / "last.pt").is_file():
@@ -292,41 +340,95 @@ def choose_run_dir(config: ExperimentConfig, out: Path | None, resume_run: bool)
     return out
 
 
-def train(config: ExperimentConfig, out: Path | None = None, resume_run: bool = False) -> TrainResult:
-    """Train, evaluate at the interval and at the end, keep last.pt and best.pt."""
+def train(
+    config: ExperimentConfig | None,
+    out: Path | None = None,
+    resume_run: bool = False,
+    resume_set: list[str] | tuple[str, ...] = (),
+) -> TrainResult:
+    """Train, evaluate at the interval and at the end, keep last.pt and best.pt. ``resume_run``: continue the run
+    in ``out`` from its last.pt, with its own config (``config`` is not used) changed by ``resume_set``
+    (``KEY=VALUE``, keys of ``RESUMABLE_KEYS``). The run folder is locked for the run's life (``RunFolderLock``);
+    SIGTERM and SIGINT end it with last.pt saved (``Interrupted``)."""
     info = init_distributed()
-    out = choose_run_dir(config, out, resume_run)
+    out = Path(out) if out else default_run_dir(config)
+    lock = RunFolderLock(out) if info.is_main else None
+    with Signals() as signals:
+        try:
+            if lock is not None:
+                lock.acquire()
+            return _train(config, out, resume_run, resume_set, info, signals, lock)
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+def _train(config, out: Path, resume_run: bool, resume_set, info: DistInfo, signals: Signals, lock) -> TrainResult:
+    choose_run_dir(config, out, resume_run)  # checked once the folder is ours
     if resume_run:
-        config = from_dict(ExperimentConfig, read_checkpoint(out / "last.pt")["config"])
+        config = resumed_config(read_checkpoint(out / "last.pt")["config"], list(resume_set))
     run = build_run(config, out, info)  # data and model first: a run that cannot start leaves no folder behind
+    run.signals = signals
     if info.is_main and not resume_run:
-        out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.yaml")
     log = RunLog(out / "train.log", enabled=info.is_main)
+    if lock is not None and lock.removed_temporaries:
+        log(f"removed what a killed run left half-written: {', '.join(lock.removed_temporaries)}")
     if resume_run:
         resume(run, out / "last.pt")
-        log(f"resumed {out / 'last.pt'} at step {run.step}")
+        log(f"resumed {out / 'last.pt'} at step {run.step}" + (f" with {', '.join(resume_set)}" if resume_set else ""))
     _log_start(run, log)
     scalars = Scalars(out / "tb", enabled=info.is_main)
     try:
         loss = _loop(run, log, scalars)
-    except KeyboardInterrupt:
-        save(run, "last.pt")
+        save(run, "last.pt")  # before the final evaluation: a signal during it finds last.pt complete
+        scores = validate_and_keep_best(run, loss, log, scalars)
+    except KeyboardInterrupt as stop:
+        if (run.saved or {}).get("last.pt") != run.step:
+            save(run, "last.pt")
         log(
-            f"interrupted at step {run.step}: saved {out / 'last.pt'}; continue with "
-            f"`segkit train --task {config.task} --out {out} --resume`"
+            f"interrupted ({stop.args[0] if stop.args else 'Ctrl-C'}) at step {run.step}: saved {out / 'last.pt'}; "
+            f"continue with `segkit train --task {config.task} --out {out} --resume`"
         )
         raise
+    except TrainingDiverged as err:
+        advice = (
+            f"lower optim.lr (now {run.config.optim.lr}) or add schedule.warmup_steps, and start again; or resume "
+            f"from last.pt with `--resume --set optim.lr=...`"
+            if (out / "last.pt").is_file() else
+            f"lower optim.lr (now {run.config.optim.lr}) or add schedule.warmup_steps, and start again"
+        )  # fmt: skip
+        message = f"{err}; {folder_state(run)}. {advice[0].upper()}{advice[1:]}"
+        log(f"stopped at step {run.step}: {message}")
+        raise TrainingDiverged(message) from None
     except SegkitError as err:
-        if not isinstance(err, TrainingDiverged):  # after divergence the last good last.pt is kept as it is
-            save(run, "last.pt")
+        save(run, "last.pt")
         log(f"stopped at step {run.step}: {err}")
         raise
-    save(run, "last.pt")
-    scores = validate_and_keep_best(run, loss, log, scalars)
     scalars.close()
     barrier(info)
     return TrainResult(out, run.task.name, scores, run.best)
+
+
+def resumed_config(saved: dict, overrides: list[str]) -> ExperimentConfig:
+    """last.pt's experiment config with ``overrides`` applied: keys of ``RESUMABLE_KEYS`` change; ``task`` must be
+    the run's own; any other key is refused by name (it would no longer describe the saved weights)."""
+    from segkit.config import load_config
+
+    changed = []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key == "task":
+            if value != saved.get("task"):
+                raise SegkitError(f"--resume: this run is a {saved.get('task')} run, but --task {value} was given")
+            continue
+        if key not in RESUMABLE_KEYS:
+            raise SegkitError(
+                f"--resume: config key '{key}' cannot change when a run is resumed (last.pt's weights and data "
+                f"stream were made with its own value); keys that can: {', '.join(RESUMABLE_KEYS)}"
+            )
+        changed.append(item)
+    return load_config(None, changed, base=saved)
 
 
 def _log_start(run: Run, log: RunLog) -> None:
@@ -342,13 +444,11 @@ def _log_start(run: Run, log: RunLog) -> None:
 
 
 def _loop(run: Run, log: RunLog, scalars: Scalars) -> float:
-    """The optimisation loop (SIGTERM stops it like Ctrl-C); returns the last step's loss."""
+    """The optimisation loop; returns the last step's loss."""
     cfg = run.config
     progress = Progress(log, run.step, run.total_steps, run.steps_per_epoch, cfg.log_interval)
     stream = batches(run)
     loss = float("nan")
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
     try:
         while run.step < run.total_steps:
             loss = train_one_step(run, stream)
@@ -360,10 +460,4 @@ def _loop(run: Run, log: RunLog, scalars: Scalars) -> float:
                 validate_and_keep_best(run, loss, log, scalars)
     finally:
         progress.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return loss
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
