@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,16 @@ import torch
 from torch import nn
 
 SOD_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sod-reference"
+
+# The suite keeps its measured decisions (segkit.accel.decisions) in a folder of its own, never in the user's cache;
+# the commands the tests start inherit it.
+os.environ.setdefault("SEGKIT_CACHE_DIR", tempfile.mkdtemp(prefix="segkit-test-cache-"))
+
+
+@pytest.fixture
+def auto_by_measurement(monkeypatch):
+    """``--precision auto`` decided by (faked) measurements, whatever SEGKIT_AUTO_PRECISION the suite runs with."""
+    monkeypatch.delenv("SEGKIT_AUTO_PRECISION", raising=False)
 
 
 @pytest.fixture

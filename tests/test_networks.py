@@ -201,7 +201,7 @@ def test_reordered_weights_are_kept_for_the_most_recently_used_shapes(monkeypatc
 
 @pytest.mark.parametrize("fp32_faster", [True, False])
 @pytest.mark.parametrize("kind", ["depthwise", "dense + relu"])
-def test_atrous_convolutions_run_in_the_faster_precision_with_the_same_result(fp32_faster, kind, monkeypatch):
+def test_atrous_convolutions_run_in_the_faster_precision_with_the_same_result(fp32_faster, kind, monkeypatch, tmp_path):
     """An ASPP's atrous convolutions in bf16 (DeepLabv3+'s depthwise ones, DeepLabv3's dense ones with their
     ReLU) run in bf16 or fp32, whichever was timed faster for the input's shape; either gives the convolution's
     result (to bf16 rounding) and the choice is kept per shape."""
@@ -223,11 +223,16 @@ def test_atrous_convolutions_run_in_the_faster_precision_with_the_same_result(fp
         return 1.0 if (fn is not wrapped.module) == fp32_faster else 2.0
 
     monkeypatch.setattr(onednn, "_seconds", fake_seconds)
+    monkeypatch.setenv("SEGKIT_CACHE_DIR", str(tmp_path))  # a machine that has not decided yet
     x = torch.randn(1, 32, 20, 24)
     with torch.inference_mode():
         got = [wrapped(x.bfloat16().contiguous(memory_format=torch.channels_last)) for _ in range(3)]
         want = want_fn(x)
-    assert len(timed) == 2 and wrapped.choice == {(1, 32, 20, 24): fp32_faster}
+    assert len(timed) == 2 and wrapped.choice == {(1, 32, 20, 24, "torch.bfloat16"): fp32_faster}
+    again = onednn.FasterOfTwo(module16)  # a new process's model on this machine: the kept decision, not timed
+    with torch.inference_mode():
+        again(x.bfloat16().contiguous(memory_format=torch.channels_last))
+    assert len(timed) == 2 and again.choice == wrapped.choice
     assert all(g.dtype == torch.bfloat16 and max_rel_err(g.float(), want) < 2e-2 for g in got)
     fp32_conv = wrapped.fp32 if kind == "depthwise" else wrapped.fp32.conv
     assert fp32_conv.weight.dtype == torch.float32

@@ -47,6 +47,7 @@ def tiny(tmp_path_factory):
     ).run_dir
 
 
+@pytest.mark.usefixtures("auto_by_measurement")
 def test_auto_is_fp32_without_native_bf16_and_bf16_where_it_is_native_and_faster(tiny, monkeypatch):
     import segkit
 
@@ -164,6 +165,7 @@ def test_a_model_that_cannot_compile_runs_eagerly_after_one_line(monkeypatch, ca
     assert err.count("torch.compile failed (RuntimeError: inductor exploded)") == 1
 
 
+@pytest.mark.usefixtures("auto_by_measurement")
 def test_training_autocast_follows_measured_bf16_speed(monkeypatch):
     """A CPU trains in bf16 only where bf16 is native and measures faster (AMX); AVX512-BF16 alone may not be."""
     from segkit.accel.precision import autocast, training_precision
@@ -184,6 +186,7 @@ def test_training_autocast_follows_measured_bf16_speed(monkeypatch):
         assert not torch.is_autocast_enabled("cpu")
 
 
+@pytest.mark.usefixtures("auto_by_measurement")
 def test_compile_auto_decides_by_job_size_where_the_fast_path_is_unfused(monkeypatch, tiny, tmp_path, capsys):
     """--compile auto: where the eager fast path runs oneDNN's fused convolutions, never (measured as fast as
     compiled); where it does not, for jobs of COMPILE_MIN_IMAGES images or more; never on a GPU."""

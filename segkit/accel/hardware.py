@@ -3,16 +3,20 @@ on a CPU with AVX512-BF16 or AMX (through oneDNN); and, on a CPU, whether bf16 i
 
 Native is not always faster: on one CPU with AVX512-BF16 and no AMX oneDNN's bf16 convolution ran at about 0.6x
 its fp32 speed, while others with the same flag run bf16 several times faster (benchmarks/RESULTS.md, the machine
-table). So ``auto`` times one convolution in both precisions on first use (about 0.2 s) instead of trusting flags.
+table). So ``auto`` times one convolution in both precisions (about 0.2 s) instead of trusting flags, the first
+time on a machine, and keeps the result (``segkit.accel.decisions``).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import statistics
 import time
 
 import torch
+
+from segkit.accel.decisions import AUTO_PRECISION_ENV, measured
 
 
 def bf16_supported(device: torch.device | str) -> bool:
@@ -41,14 +45,30 @@ def bf16_feature(device: torch.device | str) -> str:
             flags.append(flag)
     if not flags:
         return "CPU without native bf16 (no AVX512-BF16, no AMX)"
-    measured = f"bf16 convolution measured {cpu_bf16_speedup():.2f}x the fp32 speed here"
-    return "CPU with " + " and ".join(flags) + f"; {measured}"
+    forced = os.environ.get(AUTO_PRECISION_ENV)
+    if forced in ("fp32", "bf16"):
+        return "CPU with " + " and ".join(flags) + f"; auto set to {forced} by {AUTO_PRECISION_ENV}"
+    speedup = cpu_bf16_speedup()
+    how = _cpu_bf16_measurement()[1] if _cpu_bf16_measurement.cache_info().currsize else "measured"
+    return "CPU with " + " and ".join(flags) + f"; bf16 convolution {speedup:.2f}x the fp32 speed here ({how})"
 
 
 @functools.cache
+def _cpu_bf16_measurement() -> tuple[float, str]:
+    """(fp32 time / bf16 time, how it was obtained) of a representative convolution on this CPU, measured once per
+    machine and kept (``segkit.accel.decisions``)."""
+    value, how = measured("cpu_bf16_speedup", _time_bf16_convolution)
+    return float(value), how
+
+
 def cpu_bf16_speedup() -> float:
     """fp32 time / bf16 time of a representative convolution (64 -> 64 channels, 3x3, 96x96, channels-last) on
-    this CPU, medians of 5; above 1 means bf16 is faster. Measured once per process."""
+    this CPU; above 1 means bf16 is faster. Measured once per machine (``segkit.accel.decisions``)."""
+    return _cpu_bf16_measurement()[0]
+
+
+def _time_bf16_convolution() -> float:
+    """The measurement itself: medians of 5 timed calls in each precision, after 2 untimed ones."""
     conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval().to(memory_format=torch.channels_last)
     x = torch.randn(1, 64, 96, 96).contiguous(memory_format=torch.channels_last)
 
@@ -69,10 +89,14 @@ def cpu_bf16_speedup() -> float:
 
 
 def bf16_pays(device: torch.device | str) -> bool:
-    """Native bf16 that is also faster: any CUDA GPU with bf16 (tensor cores); a CPU where it measures faster."""
+    """Native bf16 that is also faster: any CUDA GPU with bf16 (tensor cores); a CPU where it measures faster
+    (measured once per machine), or where ``SEGKIT_AUTO_PRECISION=bf16`` says so."""
     device = torch.device(device)
     if not bf16_supported(device):
         return False
+    forced = os.environ.get(AUTO_PRECISION_ENV)
+    if forced in ("fp32", "bf16"):
+        return forced == "bf16"
     # 1.1: a margin over the timing's noise on a busy machine; the CPUs measured so far sit far from it on either
     # side (benchmarks/RESULTS.md, the machine table)
     return device.type != "cpu" or cpu_bf16_speedup() > 1.1
@@ -84,7 +108,12 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     from segkit.errors import SegkitError, unknown_name
 
     if precision == "auto":
-        return "bf16" if bf16_pays(device) else "fp32"
+        forced = os.environ.get(AUTO_PRECISION_ENV)
+        if forced is None or forced == "":
+            return "bf16" if bf16_pays(device) else "fp32"
+        if forced not in ("fp32", "bf16"):
+            raise SegkitError(f"{AUTO_PRECISION_ENV} must be fp32 or bf16, got '{forced}'")
+        return resolve_precision(forced, device)
     if precision == "fp32":
         return "fp32"
     if precision == "bf16":

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segkit.accel.decisions import measured
+
 POSTS = ("none", "relu", "add_relu")
 # Input shapes a convolution keeps a reordered weight for, the least recently used dropped first. A segmentation
 # job at original sizes meets many, and a weight reordered for another shape is no help, so keeping few shapes
@@ -202,7 +204,7 @@ class FasterOfTwo(nn.Module):
         self.fp32 = copy.deepcopy(module).float()
         if isinstance(self.fp32, ConvAct):
             self.fp32._packed = {}  # reordered for its own dtype, on first use
-        self.choice: dict[tuple, bool] = {}  # input shape -> run in fp32
+        self.choice: dict[tuple, bool] = {}  # (input shape, dtype) -> run in fp32
 
     def _fp32(self, x: torch.Tensor) -> torch.Tensor:
         return self.fp32(x.float()).to(x.dtype)
@@ -210,10 +212,19 @@ class FasterOfTwo(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32 or x.requires_grad:
             return self.fp32(x) if x.dtype == torch.float32 else self.module(x)
-        key = tuple(x.shape)
+        key = (*x.shape, str(x.dtype))
         if key not in self.choice:
-            self.choice[key] = _seconds(self._fp32, x) < _seconds(self.module, x)
+            self.choice[key] = self._decide(x)
         return self._fp32(x) if self.choice[key] else self.module(x)
+
+    def _decide(self, x: torch.Tensor) -> bool:
+        """Whether fp32 runs this convolution faster for ``x``'s shape: timed once per machine, then kept
+        (``segkit.accel.decisions``), so every run of a job takes the same path."""
+        conv = self.fp32.conv if isinstance(self.fp32, ConvAct) else self.fp32
+        post = self.fp32.post if isinstance(self.fp32, ConvAct) else "none"
+        signature = f"{tuple(conv.weight.shape)}/d{conv.dilation}/g{conv.groups}/{post}/{tuple(x.shape)}/{x.dtype}"
+        value, _ = measured(f"faster_of_two:{signature}", lambda: _seconds(self._fp32, x) < _seconds(self.module, x))
+        return bool(value)
 
 
 def _seconds(fn, x: torch.Tensor, repeats: int = 3) -> float:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segkit.accel.hardware import bf16_pays
 from segkit.accel.precision import autocast, training_precision
 from segkit.config import ExperimentConfig, save_config, to_dict
 from segkit.data.transforms import normalize
@@ -142,6 +143,7 @@ def checkpoint_payload(run: Run, resumable: bool) -> dict:
         "task": run.task.name,
         "num_classes": int(getattr(run.net, "num_classes", 1)),
         "class_names": list(run.val_source.class_names),
+        "trained_precision": "bf16" if run.config.amp and bf16_pays(run.device) else "fp32",
     }
     if resumable:
         payload |= {
