@@ -75,6 +75,7 @@ def test_a_folder_whose_config_does_not_match_its_weights_is_refused(folder, tmp
     shutil.copytree(folder, bad)
     config = json.loads((bad / "config.json").read_text())
     config["experiment"]["model"]["backbone"] = "res2net50_26w_4s"  # other widths than the weights
+    config["backbone"] = "res2net50_26w_4s"  # the metadata edited to agree
     (bad / "config.json").write_text(json.dumps(config))
     with pytest.raises(SegkitError, match="do not match model.safetensors.*of another shape"):
         segkit.load_model(bad)
@@ -85,6 +86,39 @@ def test_a_folder_whose_config_does_not_match_its_weights_is_refused(folder, tmp
         main(["predict", "--model", str(bad), "--input", str(tmp_path / "x.png"), "--output", str(tmp_path / "o")]) == 2
     )
     assert "do not match" in capsys.readouterr().err
+
+
+def test_metadata_that_disagrees_with_the_experiment_config_is_refused(folder, tmp_path):
+    """config.json's top-level facts are derived from the nested experiment config and checked against it: an edit
+    of one without the other is refused, naming the key and the file; so is an unknown backbone inside it."""
+    import shutil
+
+    edits = (
+        ("backbone", "res2net50_26w_4s", "\"backbone\" is 'res2net50_26w_4s' but the experiment config"),
+        ("task", "saliency", "\"task\" is 'saliency' but the experiment config"),
+        ("num_classes", 99, "5 class_names for a network of 99 classes"),  # the classes are the folder's own fact
+    )
+    for key, value, message in edits:
+        bad = tmp_path / key
+        shutil.copytree(folder, bad)
+        config = json.loads((bad / "config.json").read_text())
+        config[key] = value
+        (bad / "config.json").write_text(json.dumps(config))
+        with pytest.raises(SegkitError, match=f"{key}/config.json': {message}"):
+            segkit.load_model(bad)
+    bad = tmp_path / "unknown"
+    shutil.copytree(folder, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["experiment"]["model"]["backbone"] = "res2net50_99w"
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SegkitError, match=r"unknown\'?/config.json'.*backbone|config.json'.*res2net50_99w"):
+        segkit.load_model(bad)
+
+
+def test_every_file_of_a_folder_is_readable_by_all(folder):
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {
+        "README.md": "0o644", "config.json": "0o644", "model.safetensors": "0o644"
+    }  # fmt: skip
 
 
 def test_export_refuses_a_folder_that_is_not_empty(run_dir, tmp_path, capsys):

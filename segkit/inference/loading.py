@@ -91,7 +91,11 @@ def load_folder(source: str | Path, output_stride: int | None = None, device: st
     ``config`` and ``class_names`` as ``load_model`` gives them."""
     folder = resolve_folder(source)
     config = read_folder_config(folder)
-    experiment, model = network_from_config(config["experiment"], int(config.get("num_classes", 1)), output_stride)
+    try:
+        experiment, model = network_from_config(config["experiment"], int(config.get("num_classes", 1)), output_stride)
+    except SegkitError as err:
+        raise SegkitError(f"'{folder / CONFIG}': {err}") from None
+    _check_metadata(folder / CONFIG, config, experiment, model)
     state = _read_weights(folder / WEIGHTS)
     _check_match(folder, model, state)
     model.load_state_dict(state)
@@ -112,6 +116,35 @@ def read_folder_config(folder: Path) -> dict:
     if not isinstance(config, dict) or config.get("format") != FOLDER_FORMAT or "experiment" not in config:
         raise SegkitError(f'\'{path}\' is not a segkit model config (expected "format": "{FOLDER_FORMAT}")')
     return config
+
+
+def folder_metadata(model: nn.Module, experiment: ExperimentConfig) -> dict:
+    """config.json's top-level facts, derived from the network and its experiment config (written so, and checked
+    against them when read)."""
+    from segkit.tasks import get_task
+
+    return {
+        "task": experiment.task,
+        "architecture": getattr(model, "arch", None) or experiment.model.arch or get_task(experiment.task).default_arch,
+        "backbone": experiment.model.backbone,
+        "num_classes": int(getattr(model, "num_classes", 1)),
+    }
+
+
+def _check_metadata(path: Path, config: dict, experiment: ExperimentConfig, model: nn.Module) -> None:
+    """The top-level facts of config.json (what the Hub and a reader see) against the experiment config the network
+    is built from: a folder whose metadata says something else is refused, naming the key."""
+    built = folder_metadata(model, experiment)
+    for key, value in built.items():
+        if key in config and config[key] != value:
+            raise SegkitError(
+                f"'{path}': \"{key}\" is {config[key]!r} but the experiment config inside it builds {value!r}; "
+                f"the file was edited or damaged: set \"{key}\" back to {value!r}, or change the experiment config "
+                "(\"experiment\") and export the folder again"
+            )
+    names = config.get("class_names")
+    if names is not None and len(names) != built["num_classes"]:
+        raise SegkitError(f"'{path}': {len(names)} class_names for a network of {built['num_classes']} classes")
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from torch import nn
 from segkit.config import ExperimentConfig
 from segkit.errors import SegkitError
 from segkit.inference.checkpoint import read_checkpoint
-from segkit.inference.loading import CARD, CONFIG, FOLDER_FORMAT, WEIGHTS, model_from_checkpoint
+from segkit.inference.loading import CARD, CONFIG, FOLDER_FORMAT, WEIGHTS, folder_metadata, model_from_checkpoint
 from segkit.metrics.conventions import conventions
 from segkit.tasks import get_task
 
@@ -48,6 +48,8 @@ def export_folder(checkpoint: str | Path, output: str | Path) -> dict:
         safetensors.torch.save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "segkit": FOLDER_FORMAT})
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / CARD).write_text(model_card(config, _validation_row(Path(checkpoint), ckpt)))
+        for name in (WEIGHTS, CONFIG, CARD):
+            (tmp / name).chmod(0o644)  # shared as files are (safetensors writes its file 0600)
         if output.exists():
             output.rmdir()  # empty, checked above
         tmp.rename(output)
@@ -68,10 +70,7 @@ def _folder_config(model: nn.Module, ckpt: dict) -> dict:
     return {
         "format": FOLDER_FORMAT,
         "segkit_version": __version__,
-        "task": cfg.task,
-        "architecture": getattr(model, "arch", None) or cfg.model.arch or get_task(cfg.task).default_arch,
-        "backbone": cfg.model.backbone,
-        "num_classes": int(getattr(model, "num_classes", 1)),
+        **folder_metadata(model, cfg),
         "class_names": list(model.class_names),
         "input": {
             "channels": "RGB",
