@@ -185,3 +185,15 @@ def test_precision_sweep_tiny_and_its_bad_input(tmp_path, capsys, monkeypatch):
     ]  # fmt: skip
     assert all(r["fp32_ms"] > 0 and r["bf16_ms"] > 0 for r in data["rows"])
     assert "bf16 speed-up" in capsys.readouterr().out
+
+
+def test_eval_checkpoint_device_flag(tmp_path, capsys):
+    """eval --checkpoint runs on the best device unless --device says which; bad values are one clear line."""
+    ckpt = str(tmp_path / "missing.pt")
+    if not torch.cuda.is_available():
+        assert main(["eval", "--checkpoint", ckpt, "--device", "cuda"]) == 2
+        assert "no CUDA device is visible; use --device cpu" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", ckpt, "--device", "tpu"]) == 2
+    assert "--device must be cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert main(["eval", "--task", "saliency", "--pred", str(tmp_path), "--gt", str(tmp_path), "--device", "cpu"]) == 2
+    assert "--device" in capsys.readouterr().err

@@ -23,6 +23,7 @@ CHECKPOINT_ONLY = {
     "output_stride": "--output-stride",
     "precision": "--precision",
     "compile": "--compile",
+    "device": "--device",
 }
 FOLDERS_ONLY = {"gt": "--gt", "strict_size": "--strict-size", "workers": "--workers", "num_classes": "--num-classes"}
 # flags of scoring every test set under --data
@@ -119,6 +120,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--workers", type=int, help="processes reading and scoring (default: CPUs)")
     add_precision_flags(ev, default=None)
+    ev.add_argument(
+        "--device", metavar="DEV", help="--checkpoint: cpu, cuda or cuda:N (default: a CUDA GPU when there is one)"
+    )
     ev.set_defaults(run=run)
 
 
@@ -166,7 +170,7 @@ def load_checkpoint(args: argparse.Namespace):
     from segkit.evaluation.evaluate import load_for_evaluation
 
     precision = args.precision or "auto"
-    return load_for_evaluation(args.checkpoint, args.tta, args.output_stride, args.task, precision)
+    return load_for_evaluation(args.checkpoint, args.tta, args.output_stride, args.task, precision, args.device)
 
 
 def print_card(args: argparse.Namespace) -> int:
@@ -258,7 +262,7 @@ def run_checkpoint(args: argparse.Namespace, loaded=None) -> int:
         task=args.task,
         precision=args.precision or "auto",
         compile=args.compile or "auto",
-        predictor=loaded,
+        predictor=loaded or load_checkpoint(args),
     )
     say(f"{Path(args.checkpoint).name}: {result.how}")
     task = get_task(result.task)

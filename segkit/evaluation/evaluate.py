@@ -59,14 +59,21 @@ def load_for_evaluation(
     output_stride: int | None = None,
     task: str | None = None,
     precision: str = "fp32",
+    device: str | None = None,
 ):
-    """The Predictor that scores ``checkpoint`` on the CPU (not yet compiled: that waits for the job's size);
-    ``task``, when given, must be the checkpoint's task."""
+    """The Predictor that scores ``checkpoint`` on ``device`` (None: a CUDA GPU when there is one, else the CPU),
+    not yet compiled (that waits for the job's size); ``task``, when given, must be the checkpoint's task."""
+    import torch
+
     from segkit.inference.predictor import Predictor
 
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise SegkitError(f"'{checkpoint}' is an ONNX model; segkit eval --checkpoint takes a segkit checkpoint (.pt)")
-    predictor = Predictor(checkpoint, tta=tta, device="cpu", output_stride=output_stride, precision=precision)
+    if device is not None and not (device == "cpu" or device.startswith("cuda")):
+        raise SegkitError(f"--device must be cpu, cuda or cuda:N, got '{device}'")
+    if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
+        raise SegkitError(f"--device {device} was given but no CUDA device is visible; use --device cpu")
+    predictor = Predictor(checkpoint, tta=tta, device=device, output_stride=output_stride, precision=precision)
     require_task(task, predictor.task, f"checkpoint '{checkpoint}'")
     return predictor
 

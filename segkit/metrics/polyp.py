@@ -74,6 +74,8 @@ class PolypScores(SaliencyScores):
 class PolypMetrics(SaliencyMetrics):
     """``SaliencyMetrics`` with PraNet's Dice and IoU curves; ``compute()`` returns ``PolypScores``."""
 
+    CURVE_KEYS = (*SaliencyMetrics.CURVE_KEYS, "dice", "iou")
+
     def image_scores_and_curves(self, pair: PreparedPair) -> tuple[dict, dict]:
         scores, curves = super().image_scores_and_curves(pair)
         curves["dice"], curves["iou"] = dice_iou_curves(pair)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from functools import cached_property
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -479,6 +480,10 @@ class SaliencyMetrics:
     binarised at >= 0.5, averaged over images) and, apart, the curves (ascending thresholds 0..255).
     """
 
+    # what update() accumulates (the per-image scores, and the curves over NUM_THRESHOLDS thresholds): the fixed
+    # layout of the cross-process reduction
+    SCORE_KEYS: ClassVar[tuple[str, ...]] = ("mae", "sm", "wfm", "adp_fm", "adp_em", "boundary_iou")
+    CURVE_KEYS: ClassVar[tuple[str, ...]] = ("precision", "recall", "fm", "em")
     beta_sq: float = BETA_SQ
     _sums: dict = field(default_factory=dict)
     _curves: dict = field(default_factory=dict)
@@ -521,17 +526,24 @@ class SaliencyMetrics:
 
         if not (dist.is_available() and dist.is_initialized()):
             return
-        keys = sorted(self._sums)
-        curve_keys = sorted(self._curves)
-        flat = np.concatenate([[self.count], [self._sums[k] for k in keys], *[self._curves[k] for k in curve_keys]])
+        # one layout on every process, whatever each has seen: a process with no image sends zeros
+        keys, curve_keys = self.SCORE_KEYS, self.CURVE_KEYS
+        unknown = (set(self._sums) - set(keys)) | (set(self._curves) - set(curve_keys))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} holds {sorted(unknown)}, which its SCORE_KEYS/CURVE_KEYS omit")
+        zeros = np.zeros(NUM_THRESHOLDS)
+        flat = np.concatenate(
+            [[self.count], [self._sums.get(k, 0.0) for k in keys], *[self._curves.get(k, zeros) for k in curve_keys]]
+        )
         t = torch.tensor(flat, dtype=torch.float64)
         dist.all_reduce(t)
         flat = t.numpy()
         self.count = int(round(flat[0]))
         self._sums = {k: float(flat[1 + i]) for i, k in enumerate(keys)}
         off = 1 + len(keys)
+        self._curves = {}
         for k in curve_keys:
-            self._curves[k] = flat[off : off + NUM_THRESHOLDS]
+            self._curves[k] = flat[off : off + NUM_THRESHOLDS].copy()
             off += NUM_THRESHOLDS
 
     def compute(self) -> SaliencyScores:
