@@ -119,12 +119,35 @@ def test_colliding_outputs_and_inputs_are_refused_before_writing(tmp_path, check
     cv2.imwrite(str(folder / "a.jpg"), np.zeros((20, 20, 3), np.uint8))
     cv2.imwrite(str(folder / "a.png"), np.full((20, 20, 3), 90, np.uint8))
     assert main(["predict", "--checkpoint", ckpt, "--input", str(folder), "--output", str(tmp_path / "o")]) == 2
-    assert "a.jpg and a.png -> a.png" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    clash = f"{folder / 'a.jpg'} and {folder / 'a.png'} -> {tmp_path / 'o' / 'a.png'}"  # the full paths
+    assert clash in capsys.readouterr().err and not (tmp_path / "o").exists()
     (folder / "a.jpg").unlink()
     before = (folder / "a.png").read_bytes()
     code = main(["predict", "--checkpoint", ckpt, "--input", str(folder), "--output", str(folder), "--overwrite"])
     assert code == 2 and "would replace an input image" in capsys.readouterr().err
     assert (folder / "a.png").read_bytes() == before
+
+
+def test_predict_says_what_it_passes_over_reads_gifs_and_keeps_sub_folders(tmp_path, checkpoints, capsys):
+    ckpt = str(checkpoints["saliency"])
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.jpg"), np.zeros((20, 24, 3), np.uint8))
+    Image.fromarray(np.full((18, 22, 3), 90, np.uint8)).save(folder / "b.gif")
+    (folder / "notes.txt").write_text("not an image")
+    cv2.imwrite(str(folder / "sub" / "a.png"), np.full((16, 16, 3), 40, np.uint8))
+    out = tmp_path / "o"
+    assert main(["predict", "--checkpoint", ckpt, "--input", str(folder), "--output", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert f"not predicted: {folder / 'notes.txt'}: not an image format" in cap.err
+    assert f"not predicted: {folder / 'sub'}: a sub-folder (pass --recursive" in cap.err
+    assert "wrote 2 predictions" in cap.out and "2 entries not predicted" in cap.out
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert cv2.imread(str(out / "b.png"), cv2.IMREAD_UNCHANGED).shape == (18, 22), "the GIF's first frame"
+    deep = tmp_path / "deep"
+    assert main(["predict", "--checkpoint", ckpt, "--input", str(folder), "--output", str(deep), "--recursive"]) == 0
+    assert sorted(str(p.relative_to(deep)) for p in deep.rglob("*.png")) == ["a.png", "b.png", "sub/a.png"]
+    assert cv2.imread(str(deep / "sub" / "a.png"), cv2.IMREAD_UNCHANGED).shape == (16, 16)
 
 
 def test_a_failed_write_stops_with_the_path_and_leaves_nothing_half_written(tmp_path, checkpoints, capsys):

@@ -33,6 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "folder) or hf://OWNER/NAME",
     )
     pr.add_argument("--input", nargs="+", required=True, metavar="PATH", help="files, folders or globs")
+    pr.add_argument(
+        "--recursive", action="store_true", help="also predict the images in sub-folders of an --input folder, "
+        "keeping the sub-folders in --output"
+    )  # fmt: skip
     pr.add_argument("--output", required=True, metavar="DIR")
     pr.add_argument("--probs", action="store_true", help="also write probabilities (saliency map / max prob)")
     pr.add_argument("--overlay", action="store_true", help="also write the mask blended over the image")
@@ -45,9 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from segkit.inference.predict import PredictOptions, expand_inputs, output_names, predict_files
+    from segkit.inference.predict import PredictOptions, find_inputs, output_names, predict_files
 
-    inputs = expand_inputs(args.input)
+    inputs = find_inputs(args.input, args.recursive)
+    for path, why in inputs.skipped:
+        say(f"not predicted: {path}: {why}")
     options = PredictOptions(probs=args.probs, overlay=args.overlay, overwrite=args.overwrite)
     output_names(inputs, Path(args.output), options)  # refuse collisions before loading the model
     model = predictor(args.checkpoint or args.model, args, job_images=len(inputs), tta=args.tta)
@@ -57,5 +63,6 @@ def run(args: argparse.Namespace) -> int:
     for path, problem in report.failed:
         say(f"skipped {path}: {problem}")
     failed = f"; {len(report.failed)} inputs failed" if report.failed else ""
-    print(f"wrote {report.written} predictions to {args.output}{failed}")
+    passed = f"; {len(inputs.skipped)} entries not predicted (listed above)" if inputs.skipped else ""
+    print(f"wrote {report.written} predictions to {args.output}{failed}{passed}")
     return 1 if report.failed else 0

@@ -32,38 +32,81 @@ class PredictReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)  # unreadable inputs and why
 
 
-def expand_inputs(patterns: list[str]) -> list[Path]:
-    """Files, folders (their images) and globs, in order, without duplicates."""
-    found: list[Path] = []
+@dataclass
+class Inputs:
+    """What ``--input`` names: each image with where its outputs go, relative to ``--output`` (its stem; under
+    ``--recursive`` also the sub-folders it sits in), and what was passed over, with why."""
+
+    files: dict[Path, Path] = field(default_factory=dict)  # image -> relative output stem
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def find_inputs(patterns: list[str], recursive: bool = False) -> Inputs:
+    """Files, folders (their images; with ``recursive`` those of their sub-folders too, keeping the sub-folders in
+    the output) and globs, in order, without duplicates; what a folder or glob holds that is not an image is
+    listed in ``skipped``."""
+    found = Inputs()
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            images = _folder_images(path, path, recursive, found.skipped)
             if not images:
-                raise SegkitError(f"input folder '{path}' holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-            found += images
+                raise SegkitError(
+                    f"input folder '{path}' holds no image files ({', '.join(IMAGE_SUFFIXES)})"
+                    + ("" if recursive else "; pass --recursive to look in its sub-folders")
+                )
+            for image in images:
+                found.files.setdefault(image, image.relative_to(path).with_suffix(""))
         elif path.exists():
-            found.append(path)
+            found.files.setdefault(path, Path(path.stem))
         else:
             matches = sorted(Path(m) for m in glob.glob(pattern))
             if not matches:
                 raise SegkitError(f"input '{pattern}' matches no file")
-            found += [m for m in matches if m.is_file()]
-    return list(dict.fromkeys(found))
+            for m in matches:
+                if m.is_file():
+                    found.files.setdefault(m, Path(m.stem))
+                else:
+                    found.skipped.append((m, f"a folder matched by '{pattern}' (give the folder itself)"))
+    return found
 
 
-def output_names(inputs: list[Path], output: Path, options: PredictOptions) -> dict[Path, list[Path]]:
+def _folder_images(folder: Path, root: Path, recursive: bool, skipped: list) -> list[Path]:
+    images = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            if recursive:
+                images += _folder_images(entry, root, recursive, skipped)
+            else:
+                skipped.append((entry, "a sub-folder (pass --recursive to predict its images too)"))
+        elif entry.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(entry)
+        else:
+            skipped.append((entry, f"not an image format segkit reads ({', '.join(IMAGE_SUFFIXES)})"))
+    return images
+
+
+def expand_inputs(patterns: list[str]) -> list[Path]:
+    """The images ``patterns`` name (``find_inputs``), in order."""
+    return list(find_inputs(patterns).files)
+
+
+def output_names(inputs: Inputs | list[Path], output: Path, options: PredictOptions) -> dict[Path, list[Path]]:
     """Each input's output files (mask first), checked: no two inputs share an output, no output is an input,
     and existing outputs are replaced only with ``overwrite``."""
     if output.exists() and not output.is_dir():
         raise SegkitError(f"--output '{output}' is a file; give a folder (it is created when missing)")
+    stems = inputs.files if isinstance(inputs, Inputs) else {p: Path(p.stem) for p in inputs}
     plan: dict[Path, list[Path]] = {}
-    for path in inputs:
-        mask = output / f"{path.stem}.png"
-        extra = [output / f"{path.stem}_prob.png"] * options.probs + [
-            output / f"{path.stem}_overlay.jpg"
+    for path, stem in stems.items():
+        base = output / stem
+        extra = [base.with_name(f"{base.name}_prob.png")] * options.probs + [
+            base.with_name(f"{base.name}_overlay.jpg")
         ] * options.overlay
-        plan[path] = [mask, *extra]
+        plan[path] = [base.with_name(f"{base.name}.png"), *extra]
     _refuse_collisions(plan)
     existing = [t for targets in plan.values() for t in targets if t.exists()]
     if existing and not options.overwrite:
@@ -81,7 +124,7 @@ def _refuse_collisions(plan: dict[Path, list[Path]]) -> None:
         for target in targets:
             key = target.resolve()
             if key in writers and writers[key] != source:
-                clashes.append(f"{writers[key].name} and {source.name} -> {target.name}")
+                clashes.append(f"{writers[key]} and {source} -> {target}")
             writers[key] = source
     if clashes:
         raise SegkitError(
@@ -96,7 +139,9 @@ def _refuse_collisions(plan: dict[Path, list[Path]]) -> None:
         )
 
 
-def predict_files(predictor, inputs: list[Path], output: Path | str, options: PredictOptions) -> PredictReport:
+def predict_files(
+    predictor, inputs: Inputs | list[Path], output: Path | str, options: PredictOptions
+) -> PredictReport:
     """Predict every input and write its mask (and the extras ``options`` ask for) into ``output``.
 
     Unreadable inputs are skipped and listed in the report; a failed write raises at once."""
@@ -107,6 +152,8 @@ def predict_files(predictor, inputs: list[Path], output: Path | str, options: Pr
     plan = output_names(inputs, output, options)
     try:
         output.mkdir(parents=True, exist_ok=True)
+        for folder in sorted({t.parent for targets in plan.values() for t in targets}):
+            folder.mkdir(parents=True, exist_ok=True)  # --recursive keeps the input's sub-folders
     except OSError as err:
         raise SegkitError(f"cannot create --output '{output}': {err.strerror}") from None
     report = PredictReport()
