@@ -81,9 +81,16 @@ def test_suffix_pairing_missing_listed_and_parallel_equals_serial(tmp_path, caps
     for k in ("mae", "sm", "wfm", "max_fm", "mean_em"):
         assert getattr(serial.scores, k) == pytest.approx(getattr(want, k), abs=1e-12)
         assert getattr(parallel.scores, k) == pytest.approx(getattr(want, k), abs=1e-9)
-    assert main(["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 0
-    err = capsys.readouterr().err
+    cv2.imwrite(str(tmp_path / "pred" / "stray.png"), np.zeros((8, 8), np.uint8))  # no ground truth has this
+    args = ["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]
+    assert main(args) == 1, "a ground truth without a prediction: the command could not do all it was asked"
+    out, err = capsys.readouterr()
     assert "3 ground-truth files have no prediction" in err and "ünïcode" in err
+    assert "1 predictions have no ground truth and were not scored: stray.png" in err
+    assert "38 of 41 ground truths scored" in err and "--allow-missing" in err and "pred*" in out
+    assert main([*args, "--allow-missing"]) == 0
+    out, err = capsys.readouterr()
+    assert "pred*" in out and "38 of 41 ground truths scored" in err, "the partial row stays marked"
 
 
 def test_size_mismatch_resized_and_said_or_strict_error(tmp_path, capsys):
@@ -94,9 +101,10 @@ def test_size_mismatch_resized_and_said_or_strict_error(tmp_path, capsys):
     res = evaluate_folders("saliency", tmp_path / "pred", tmp_path / "gt", workers=1)
     assert len(res.resized) == 1 and res.count == 2
     strict = evaluate_folders("saliency", tmp_path / "pred", tmp_path / "gt", strict_size=True, workers=1)
-    assert strict.count == 1 and "differs from ground truth" in strict.bad[0]["problem"]
+    assert strict.count == 1 and "size 30x20 differs from its ground truth's 40x40" in strict.bad[0]["problem"]
     main(["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")])
-    assert "were resized" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "were resized" in err and f"{tmp_path / 'pred' / 'b.png'} (30x20 -> 40x40)" in err, "names the file"
 
 
 def test_corrupt_prediction_is_listed_not_fatal(tmp_path, capsys):
@@ -123,9 +131,11 @@ def test_pairing_exact_stem_then_documented_suffixes_only(tmp_path, capsys):
     assert any("0000" in n and "ignored 0000.jpg" in n for n in pairing.notes)
     assert any("bird has several predictions" in n for n in pairing.notes)
     assert len({pred for pred, _ in pairing.pairs}) == len(pairing.pairs)  # never one file for two
-    assert main(["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 0
+    assert main(["eval", "--task", "saliency", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 1
     err = capsys.readouterr().err
     assert "1 ground-truth files have no prediction: cat" in err and "2 formats" in err
+    assert "2 predictions have no ground truth and were not scored: bird_pred.png, cat_2.png" in err
+    assert pairing.extra == ["bird_pred.png", "cat_2.png"]
 
 
 def test_missing_folder_and_no_matches_are_clear_errors(tmp_path, capsys):

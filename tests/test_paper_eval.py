@@ -178,7 +178,7 @@ def test_bad_inputs_are_said_and_exit_only_when_nothing_was_scored(tmp_path, cap
     assert "HKU-IS" in capsys.readouterr().err
     # --strict-size: A's half-size PASCAL-S maps are errors, listed, exit 1
     assert main([*base, *pred_args(preds), "--strict-size"]) == 1
-    assert "differs from ground truth" in capsys.readouterr().err
+    assert "differs from its ground truth's" in capsys.readouterr().err
     # nothing scored: exit 1 with a reason
     empty = tmp_path / "empty"
     (empty / "ECSSD").mkdir(parents=True)

@@ -25,7 +25,8 @@ CHECKPOINT_ONLY = {
     "compile": "--compile",
     "device": "--device",
 }
-FOLDERS_ONLY = {"gt": "--gt", "strict_size": "--strict-size", "workers": "--workers", "num_classes": "--num-classes"}
+FOLDERS_ONLY = {"gt": "--gt", "strict_size": "--strict-size", "workers": "--workers", "num_classes": "--num-classes",
+                "allow_missing": "--allow-missing"}  # fmt: skip
 # flags of scoring every test set under --data
 TEST_SETS_ONLY = {"save_preds": "--save-preds"}
 
@@ -119,6 +120,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a prediction of another size than its ground truth is an error (default: resized)",
     )
     ev.add_argument("--workers", type=int, help="processes reading and scoring (default: CPUs)")
+    ev.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="--pred/--gt: a ground truth without a prediction is not an error (exit 0); the table marks such a "
+        "method with * and says how many it scored",
+    )
     add_precision_flags(ev, default=None)
     ev.add_argument(
         "--device", metavar="DEV", help="--checkpoint: cpu, cuda or cuda:N (default: a CUDA GPU when there is one)"
@@ -222,10 +229,16 @@ def run_folders(args: argparse.Namespace) -> int:
     for name, result in found.items():
         report_problems(name, result)
         results[name] = result
-    rows = {name: r.scores.scalars() for name, r in results.items()}
+    missing = {name: len(r.missing) for name, r in results.items() if r.missing}
+    marked = {name: f"{name}*" if name in missing else name for name in results}  # --allow-missing: partial rows
+    rows = {marked[name]: r.scores.scalars() for name, r in results.items()}
     keys = chosen_metrics(args, task, task.metric_keys)
-    counts = {name: r.count for name, r in results.items()}
+    counts = {marked[name]: r.count for name, r in results.items()}
     print(format_table(rows, keys, args.format, counts, 4 if args.digits is None else args.digits))
+    for name, n in missing.items():
+        hint = "" if args.allow_missing else "; pass --allow-missing to accept a partial score"
+        say(f"* {name}: {results[name].count} of {results[name].count + n} ground truths scored, {n} without a "
+            f"prediction{hint}")  # fmt: skip
     card = folder_card(task.name, args, results)
     if args.json:
         payload = {name: r.to_json() for name, r in results.items()}
@@ -242,7 +255,7 @@ def run_folders(args: argparse.Namespace) -> int:
     skipped = sum(len(r.bad) for r in results.values())
     if skipped:
         say(f"{skipped} files could not be scored (listed above); the scores leave them out")
-    return 1 if skipped else 0
+    return 1 if skipped or (missing and not args.allow_missing) else 0
 
 
 def run_checkpoint(args: argparse.Namespace, loaded=None) -> int:
@@ -323,10 +336,14 @@ def report_problems(name: str, found) -> None:
     if found.missing:
         shown = ", ".join(found.missing[:20]) + (" ..." if len(found.missing) > 20 else "")
         say(f"[{name}] {len(found.missing)} ground-truth files have no prediction: {shown}")
+    if getattr(found, "extra", None):
+        shown = ", ".join(found.extra[:20]) + (" ..." if len(found.extra) > 20 else "")
+        say(f"[{name}] {len(found.extra)} predictions have no ground truth and were not scored: {shown}")
     if found.resized:
+        shown = ", ".join(found.resized[:20]) + (" ..." if len(found.resized) > 20 else "")
         say(
-            f"[{name}] {len(found.resized)} predictions differ in size from their ground truth and were "
-            "resized to it (bilinear; nearest for labels); pass --strict-size to make this an error"
+            f"[{name}] {len(found.resized)} predictions differ in size (width x height) from their ground truth and "
+            f"were resized to it (bilinear; nearest for labels; --strict-size makes this an error): {shown}"
         )
     for bad in found.bad:
         print(f"[{name}] skipped {bad['path']}: {bad['problem']}", file=sys.stderr)
@@ -360,7 +377,11 @@ def run_test_sets(args: argparse.Namespace) -> int:
     task = get_task(args.task)
     if not task.scores_test_sets:
         raise SegkitError(f"--data with --pred scores saliency test sets, not {task.name}; use --pred DIR --gt DIR")
-    refuse_flags(args, {**CHECKPOINT_ONLY, "num_classes": "--num-classes"}, "to scoring saved saliency maps")
+    refuse_flags(
+        args,
+        {**CHECKPOINT_ONLY, "num_classes": "--num-classes", "allow_missing": "--allow-missing"},
+        "to scoring saved saliency maps on every test set (each cell scores what its method has and lists the rest)",
+    )
     if args.workers is not None and args.workers < 1:
         raise SegkitError(f"--workers must be a positive number of processes, got {args.workers}")
     methods = named_paths(args.pred, "--pred", allow_unnamed=True)

@@ -32,6 +32,7 @@ class Pairing:
     pairs: list[tuple[Path, Path]]  # (prediction, ground truth)
     missing: list[str] = field(default_factory=list)  # ground-truth stems with no prediction
     notes: list[str] = field(default_factory=list)  # duplicates and ambiguous names, said once per run
+    extra: list[str] = field(default_factory=list)  # predictions no ground truth pairs with (not scored)
 
 
 def files_by_stem(folder: Path, notes: list[str]) -> dict[str, Path]:
@@ -70,7 +71,8 @@ def pair_by_stem(pred_dir: Path, gt_dir: Path) -> Pairing:
             notes.append(f"{stem} has several predictions ({', '.join(p.name for p in found)}); used {found[0].name}")
         used.add(found[0].stem)
         pairs.append((found[0], gt))
-    return Pairing(pairs, missing, notes)
+    extra = sorted(p.name for stem, p in preds.items() if stem not in used)
+    return Pairing(pairs, missing, notes, extra)
 
 
 @dataclass(frozen=True)
@@ -141,16 +143,22 @@ def _score_pair(task, pred_path: Path, gt: np.ndarray, truth, strict_size: bool,
     except BadFileError as err:
         out.bad.append((err.path, err.problem))
         return
-    if pred.shape != gt.shape:
+    if pred.shape[:2] != gt.shape[:2]:
+        sizes = f"{_wxh(pred)} -> {_wxh(gt)}"
         if strict_size:
-            out.bad.append((str(pred_path), f"size {pred.shape} differs from ground truth {gt.shape}"))
+            out.bad.append((str(pred_path), f"size {_wxh(pred)} differs from its ground truth's {_wxh(gt)}"))
             return
         pred = task.resize_mask(pred, gt.shape)
-        out.resized.append(str(pred_path))
+        out.resized.append(f"{pred_path} ({sizes})")
     try:
         out.metrics.update(pred, truth)
     except ValueError as err:
         out.bad.append((str(pred_path), str(err)))
+
+
+def _wxh(image: np.ndarray) -> str:
+    """An image's size as segkit prints sizes everywhere: width x height."""
+    return f"{image.shape[1]}x{image.shape[0]}"
 
 
 @dataclass
@@ -163,10 +171,11 @@ class FolderScores:
     resized: list[str]  # predictions resized to their ground truth's size
     bad: list[dict]  # {"path", "problem"} of files that could not be scored
     notes: list[str] = field(default_factory=list)  # duplicates, ambiguous names
+    extra: list[str] = field(default_factory=list)  # predictions without a ground truth (not scored)
 
     def to_json(self) -> dict:
         return {**self.scores.to_json(), "count": self.count, "missing": self.missing, "resized": self.resized,
-                "bad": self.bad, "notes": self.notes}  # fmt: skip
+                "bad": self.bad, "notes": self.notes, "extra": self.extra}  # fmt: skip
 
 
 @dataclass
@@ -265,7 +274,7 @@ def _finish(plan: Plan, totals: dict[tuple[str, str], ChunkResult]) -> dict[str,
             out[method] = Unscored(f"no pair could be scored; problems: {total.bad[:5]}", pairing.missing, bad, notes)
             continue
         out[method] = FolderScores(
-            total.metrics.compute(), total.metrics.count, pairing.missing, total.resized, bad, notes
+            total.metrics.compute(), total.metrics.count, pairing.missing, total.resized, bad, notes, pairing.extra
         )
     return {m: out[m] for m in [*plan.pairings, *plan.unscored] if m in out}
 
