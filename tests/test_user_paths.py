@@ -192,12 +192,13 @@ def test_corrupt_file_met_during_training_keeps_last_pt_and_logs(tmp_path):
 
     get_task("saliency").make_demo(tmp_path / "d", BuiltinSpec(train_count=4, val_count=2))
     for victim in sorted((tmp_path / "d" / "DUTS-TR" / "DUTS-TR-Image").iterdir()):
-        victim.write_bytes(b"")
+        data = victim.read_bytes()
+        victim.write_bytes(data[: len(data) // 2])  # the header is whole (the pre-flight passes it), the body is not
     cfg = load_config(None, ["task=saliency", f"out_dir={tmp_path}", "name=bad", f"data.root={tmp_path / 'd'}", *TINY])
     with pytest.raises(SegkitError, match="bad training sample"):
         train(cfg)
     log = (tmp_path / "bad" / "train.log").read_text()
-    assert "stopped at step 0" in log and "is empty" in log
+    assert "stopped at step 0" in log and "is truncated" in log
     assert (tmp_path / "bad" / "last.pt").is_file()
 
 
@@ -290,3 +291,36 @@ def test_a_demo_model_applied_to_other_images_says_what_it_is(tmp_path, checkpoi
     assert err.count("trained only on segkit's built-in generated data") == 1 and "pretrained" in err
     assert main(["eval", "--checkpoint", ckpt, "--format", "csv"]) == 0  # its own validation data: nothing said
     assert "built-in generated data" not in capsys.readouterr().err
+
+
+def test_every_training_problem_is_listed_before_step_1(tmp_path, capsys):
+    """A wrong-size mask, an empty image and an unreadable mask: all three said at once, before any training,
+    and `segkit data check --images/--masks` lists the same."""
+    images, masks = tmp_path / "img", tmp_path / "gt"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        cv2.imwrite(str(images / f"{i}.jpg"), rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
+        cv2.imwrite(str(masks / f"{i}.png"), (rng.random((40, 48)) > 0.5).astype(np.uint8) * 255)
+    cv2.imwrite(str(masks / "1.png"), np.zeros((20, 20), np.uint8))  # wrong size
+    (images / "2.jpg").write_bytes(b"")  # empty
+    (masks / "3.png").write_bytes(b"not a png")  # unreadable
+    out = tmp_path / "run"
+    args = ["train", "--task", "saliency", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    assert main([*args, "--set", "data.val_fraction=0.25", *sum((["--set", s] for s in TINY), [])]) == 2
+    err = capsys.readouterr().err
+    assert "3 of the 8 training and validation pairs cannot be used; nothing was trained" in err
+    assert "1.png: mask is 20x20 but its image 1.jpg is 48x40" in err
+    assert "2.jpg: is empty" in err and "3.png:" in err
+    assert not out.exists(), "nothing was written"
+    check = ["data", "check", "--task", "saliency", "--images", str(images), "--masks", str(masks)]
+    assert main(check) == 1
+    report = capsys.readouterr().out
+    assert "3 problems" in report and "1.png" in report and "2.jpg" in report and "3.png" in report
+    for i in (1, 2, 3):
+        (masks / f"{i}.png").unlink()
+        (images / f"{i}.jpg").unlink()
+    assert main(check) == 0 and "no problems found" in capsys.readouterr().out
+    assert main(["data", "check", "--task", "segmentation", "--images", str(images), "--masks", str(masks)]) == 2
+    assert "--num-classes N" in capsys.readouterr().err

@@ -138,6 +138,62 @@ def _label_check(mask: np.ndarray, num_classes: int, path: Path) -> str | None:
     return label_range_problem(mask, num_classes)
 
 
+def displayed_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image as segkit reads it (EXIF orientation applied), from its header alone."""
+    from PIL import Image, UnidentifiedImageError
+
+    if path.stat().st_size == 0:
+        raise BadFileError(path, "is empty (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise BadFileError(path, f"is not a readable image ({err})") from None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def preflight(source, progress=None) -> list[str]:
+    """Every problem of a file source's pairs that would stop training, found before step 1: each image's header
+    (readable, its size as displayed), each mask read and checked as training reads it (size, values). Seconds for
+    thousands of pairs (images are not decoded; a damaged image body is still met when it is first read).
+    ``progress(n)`` is called after each pair when given. Returns ``path: problem`` lines."""
+    problems = []
+    for image, mask in source.pairs:
+        try:
+            height, width = displayed_size(image)
+            m = source.read_mask(mask)
+        except BadFileError as err:
+            problems.append(str(err))
+        else:
+            problem = size_mismatch(m.shape, (height, width), image.name)
+            if problem is None and source.check_mask is not None:
+                problem = source.check_mask(m, source.num_classes, mask)
+            if problem:
+                problems.append(f"{mask}: {problem}")
+        if progress:
+            progress(1)
+    return problems
+
+
+def check_folders(
+    images: Path | str, masks: Path | str, read_mask, check_mask=None, num_classes: int = 1, name: str = "folders"
+) -> CheckReport:
+    """``segkit data check --images DIR --masks DIR``: every pair of two folders, read as training reads them."""
+    from segkit.data.saliency import pair_files
+
+    report = CheckReport()
+    pairs = pair_files(Path(images), Path(masks))
+    report.samples[name] = len(pairs.pairs)
+    for p in pairs.images_without_mask:
+        report.problem(p, "image without a mask")
+    for p in pairs.masks_without_image:
+        report.problem(p, "mask without an image")
+    for image, mask in pairs.pairs:
+        check_pair(report, image, mask, read_mask, check_mask, num_classes)
+    return report
+
+
 def check_root(root: Path | str) -> Path:
     """``root`` as a Path, or an error when it does not exist."""
     root = Path(root)

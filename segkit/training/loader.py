@@ -59,6 +59,31 @@ def hold_out(pairs: list, fraction: float, seed: int) -> tuple[list, list]:
     return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
 
 
+def check_before_training(sources: Sources, limit: int = 30) -> None:
+    """The pre-flight: every training and validation pair of file sources read as training reads it (image
+    headers, masks, sizes, mask values), with a progress bar on a terminal; every problem is listed at once,
+    before step 1, instead of one per attempt as samples are drawn."""
+    from segkit.data.check import preflight
+    from segkit.data.datasets import FileSource
+
+    checked = [(name, s) for name, s in (("training", sources.train), ("validation", sources.val))
+               if isinstance(s, FileSource)]  # fmt: skip
+    if not checked:
+        return
+    total = sum(len(s.pairs) for _, s in checked)
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="checking the data", unit="pair", disable=not sys.stderr.isatty(), leave=False) as bar:
+        problems = [p for _, s in checked for p in preflight(s, bar.update)]
+    if problems:
+        shown = "\n  ".join(problems[:limit]) + (f"\n  ... and {len(problems) - limit} more" if len(problems) > limit
+                                                  else "")  # fmt: skip
+        raise SegkitError(
+            f"{len(problems)} of the {total} training and validation pairs cannot be used; nothing was trained. Fix "
+            f"or remove these files:\n  {shown}"
+        )
+
+
 def build_sources(task: Task, data, seed: int, num_classes: int | None = None) -> Sources:
     """Training and validation samples from a ``DataConfig``: a dataset root (or the built-in data), or image and
     mask folders (``num_classes``: ``model.num_classes``, needed for class-id masks). Folders without validation

@@ -30,7 +30,13 @@ from segkit.models.losses import get_loss
 from segkit.tasks import Task, get_task
 from segkit.training.checkpoint import FORMAT_VERSION, atomic_save, restore_rng_state, rng_state
 from segkit.training.distributed import DistInfo, barrier, init_distributed, pick_device, sync_buffers, wrap_model
-from segkit.training.loader import SeededTrainDataset, StreamSampler, batch_stream, build_sources
+from segkit.training.loader import (
+    SeededTrainDataset,
+    StreamSampler,
+    batch_stream,
+    build_sources,
+    check_before_training,
+)
 from segkit.training.optim import build_optimizer, build_scheduler
 from segkit.training.runfolder import RunFolderLock, Signals
 from segkit.training.runlog import Progress, RunLog, Scalars, append_metrics_csv
@@ -96,6 +102,7 @@ def build_run(config: ExperimentConfig, out: Path, info: DistInfo) -> Run:
     device = pick_device(info)
     torch.manual_seed(config.seed)
     sources = build_sources(task, config.data, config.seed, config.model.num_classes)
+    check_before_training(sources)
     if len(sources.train) < config.data.batch_size * info.world_size:
         raise SegkitError(
             f"the training set has {len(sources.train)} samples, fewer than one batch "
@@ -254,8 +261,8 @@ def _device_batch(run: Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """A loader batch as (normalised images, targets) on the run's device."""
     if "bad" in batch:
         raise SegkitError(
-            f"bad training sample: {batch['bad'][0]}. Fix or remove the file "
-            "(segkit data check ROOT --task ... lists every problem)"
+            f"bad training sample: {batch['bad'][0]}. Fix or remove the file (segkit data check ROOT --task ..., "
+            "or --images DIR --masks DIR, lists every problem)"
         )
     images = normalize(batch["image"].to(run.device, non_blocking=True))
     if run.config.channels_last:
