@@ -31,7 +31,7 @@ def _files(folder):
 
 def test_a_second_training_into_a_busy_folder_refuses_and_changes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "segkit", *_train_args(out, "--set", "schedule.max_steps=6")]
+    cmd = [sys.executable, "-m", "segkit", *_train_args(out, "--set", "schedule.max_steps=3")]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "config.yaml").exists():
@@ -47,7 +47,7 @@ def test_a_second_training_into_a_busy_folder_refuses_and_changes_nothing(tmp_pa
     assert first.returncode == 0, first_err[-2000:]
     log = (out / "train.log").read_text()
     assert log.count("task saliency, backbone") == 1, "one run's log, not two mixed"
-    assert read_checkpoint(out / "last.pt")["step"] == 6 and not (out / LOCK_NAME).exists()
+    assert read_checkpoint(out / "last.pt")["step"] == 3 and not (out / LOCK_NAME).exists()
 
 
 def test_a_stale_lock_is_taken_over_and_a_live_one_on_this_host_refuses(tmp_path):

@@ -1,4 +1,4 @@
-"""Running a trained network: the pre- and post-processing pipeline (``pipeline``), loading a checkpoint, a
-model folder, an ONNX model or a published network's released file (``checkpoint``, ``model_folder``,
-``predictor``), writing predictions (``predict``) and exporting (``export``). Nothing here imports training or
-evaluation code."""
+"""Running a trained network: the pre- and post-processing pipeline (``pipeline``), reading checkpoints and
+published networks' released files (``checkpoint``), loading any of them, a model folder or ``hf://`` (``loading``),
+the ``Predictor`` (``predictor``), writing predictions (``predict``), writing a model folder (``model_folder``) and
+ONNX export (``export``). Nothing here imports training or evaluation code."""
