@@ -102,6 +102,16 @@ def bf16_pays(device: torch.device | str) -> bool:
     return device.type != "cpu" or cpu_bf16_speedup() > 1.1
 
 
+def check_device(device: str) -> None:
+    """A ``--device`` value: cpu, cuda or cuda:N, and a CUDA device only where one is visible."""
+    from segkit.errors import SegkitError
+
+    if device != "cpu" and not device.startswith("cuda"):
+        raise SegkitError(f"--device must be cpu, cuda or cuda:N, got '{device}'")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SegkitError(f"--device {device} was given but no CUDA device is visible; use --device cpu")
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """``"auto"`` -> ``"bf16"`` where the device runs it natively and faster (``bf16_pays``), else ``"fp32"``;
     ``"bf16"`` on hardware without native bf16 is an error (it would run slower than fp32, not faster)."""

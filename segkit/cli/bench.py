@@ -92,6 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench_backbone(args: argparse.Namespace) -> int:
+    from segkit.accel.hardware import check_device
     from segkit.bench.backbone import (
         RES2NET_VARIANTS,
         BenchSettings,
@@ -101,7 +102,7 @@ def _run_bench_backbone(args: argparse.Namespace) -> int:
     )
     from segkit.models.backbones import BACKBONES
 
-    _check_device(args.device)
+    check_device(args.device)
     variants = tuple(args.variants or RES2NET_VARIANTS)
     for name in variants:
         if name not in BACKBONES:
@@ -152,15 +153,6 @@ def _require_positive(args: argparse.Namespace, *flags: str) -> None:
     for flag in flags:
         if getattr(args, flag) < 1:
             raise SegkitError(f"--{flag.replace('_', '-')} must be a positive integer")
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SegkitError("--device cuda was given but no CUDA device is visible; use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise SegkitError(f"--device must be cpu or cuda, got '{device}'")
 
 
 def _run_bench_metrics(args: argparse.Namespace) -> int:

@@ -68,7 +68,7 @@ def check_folder_pairs(task, args: argparse.Namespace):
     """``data check --images/--masks [--val-images/--val-masks]``: the pairs, read as ``segkit train`` reads them."""
     from pathlib import Path
 
-    from segkit.data.check import CheckReport, check_folders
+    from segkit.data.check import CheckReport, check_folder_pair
 
     folders = [("train", args.images, args.masks, "--images/--masks")]
     if args.val_images or args.val_masks:
@@ -83,10 +83,7 @@ def check_folder_pairs(task, args: argparse.Namespace):
         for folder in (images, masks):
             if not Path(folder).is_dir():
                 raise SegkitError(f"'{folder}' is not a folder")
-        part = check_folders(images, masks, task.read_mask, task.mask_checks(), len(classes), name)
-        report.samples |= part.samples
-        report.problems += part.problems
-        report.conversions += part.conversions
+        check_folder_pair(report, name, images, masks, task.read_mask, task.mask_checks(), len(classes))
     return report
 
 

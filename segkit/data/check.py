@@ -97,15 +97,22 @@ def check_saliency(root: Path, check_mask=None, family=None) -> CheckReport:
 
     report = CheckReport()
     for source in find_saliency_sources(root, family or SOD):
-        pairs = pair_files(source.image_dir, source.mask_dir)
-        report.samples[source.name] = len(pairs.pairs)
-        for p in pairs.images_without_mask:
-            report.problem(p, "image without a mask")
-        for p in pairs.masks_without_image:
-            report.problem(p, "mask without an image")
-        for image, mask in pairs.pairs:
-            check_pair(report, image, mask, read_gray, check_mask)
+        check_folder_pair(report, source.name, source.image_dir, source.mask_dir, read_gray, check_mask)
     return report
+
+
+def check_folder_pair(
+    report: CheckReport, name: str, images: Path, masks: Path, read_mask, check_mask=None, num_classes: int = 1
+) -> None:
+    """Two folders paired by stem, into ``report`` under ``name``: the unpaired files, then every pair."""
+    pairs = pair_files(Path(images), Path(masks))
+    report.samples[name] = len(pairs.pairs)
+    for p in pairs.images_without_mask:
+        report.problem(p, "image without a mask")
+    for p in pairs.masks_without_image:
+        report.problem(p, "mask without an image")
+    for image, mask in pairs.pairs:
+        check_pair(report, image, mask, read_mask, check_mask, num_classes)
 
 
 def check_segmentation(root: Path, check_mask=None) -> CheckReport:
@@ -174,24 +181,6 @@ def preflight(source, progress=None) -> list[str]:
         if progress:
             progress(1)
     return problems
-
-
-def check_folders(
-    images: Path | str, masks: Path | str, read_mask, check_mask=None, num_classes: int = 1, name: str = "folders"
-) -> CheckReport:
-    """``segkit data check --images DIR --masks DIR``: every pair of two folders, read as training reads them."""
-    from segkit.data.saliency import pair_files
-
-    report = CheckReport()
-    pairs = pair_files(Path(images), Path(masks))
-    report.samples[name] = len(pairs.pairs)
-    for p in pairs.images_without_mask:
-        report.problem(p, "image without a mask")
-    for p in pairs.masks_without_image:
-        report.problem(p, "mask without an image")
-    for image, mask in pairs.pairs:
-        check_pair(report, image, mask, read_mask, check_mask, num_classes)
-    return report
 
 
 def check_root(root: Path | str) -> Path:

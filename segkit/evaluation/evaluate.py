@@ -63,16 +63,13 @@ def load_for_evaluation(
 ):
     """The Predictor that scores ``checkpoint`` on ``device`` (None: a CUDA GPU when there is one, else the CPU),
     not yet compiled (that waits for the job's size); ``task``, when given, must be the checkpoint's task."""
-    import torch
-
+    from segkit.accel.hardware import check_device
     from segkit.inference.predictor import Predictor
 
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise SegkitError(f"'{checkpoint}' is an ONNX model; segkit eval --checkpoint takes a segkit checkpoint (.pt)")
-    if device is not None and not (device == "cpu" or device.startswith("cuda")):
-        raise SegkitError(f"--device must be cpu, cuda or cuda:N, got '{device}'")
-    if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
-        raise SegkitError(f"--device {device} was given but no CUDA device is visible; use --device cpu")
+    if device is not None:
+        check_device(device)
     predictor = Predictor(checkpoint, tta=tta, device=device, output_stride=output_stride, precision=precision)
     require_task(task, predictor.task, f"checkpoint '{checkpoint}'")
     return predictor
