@@ -11,6 +11,9 @@ SOD_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sod-r
 # The suite keeps its measured decisions (segkit.accel.decisions) in a folder of its own, never in the user's cache;
 # the commands the tests start inherit it.
 os.environ.setdefault("SEGKIT_CACHE_DIR", tempfile.mkdtemp(prefix="segkit-test-cache-"))
+# --engine auto means segkit's own path in the suite (an export and a timing per test checkpoint would cost minutes);
+# tests/test_engines.py clears it to test auto itself.
+os.environ.setdefault("SEGKIT_ENGINE", "torch")
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The command line: help, and the backbone benchmark on tiny settings."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def test_bench_backbone_tiny(tmp_path, capsys):
     assert with_ort == {"res2net50_26w_4s", "resnet50"}
     assert not any(r["latency_compiled_ms"] for r in data["rows"])
     assert "res2net_over_resnet_latency_onnxruntime" in data["ratios"]
+    with_ov = {r["model"] for r in data["rows"] if r["latency_openvino_ms"]}
+    assert with_ov == ({"res2net50_26w_4s", "resnet50"} if importlib.util.find_spec("openvino") else set())
     assert "fast_vs_timm_eager_speedup" in capsys.readouterr().out
     # the goals' comparisons timed once more, interleaved
     timed = set(data["interleaved_ms"])
@@ -197,3 +200,19 @@ def test_eval_checkpoint_device_flag(tmp_path, capsys):
     assert "--device must be cpu, cuda or cuda:N" in capsys.readouterr().err
     assert main(["eval", "--task", "saliency", "--pred", str(tmp_path), "--gt", str(tmp_path), "--device", "cpu"]) == 2
     assert "--device" in capsys.readouterr().err
+
+
+def test_bench_predict_networks_times_every_engine_side_by_side(tmp_path, capsys):
+    out = tmp_path / "networks.json"
+    assert main(["bench", "predict", "--networks", "saliency default", "--rounds", "1", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["network"] == "saliency default (demo)" and row["input"] == "128x128"
+    engines = {"torch eager fp32", "segkit fp32", "onnxruntime fp32"}
+    engines |= {"openvino fp32"} if importlib.util.find_spec("openvino") else set()
+    assert engines <= set(row["ms"]) and all(v > 0 for v in row["ms"].values())
+    assert row["agreement"]["onnxruntime fp32"].startswith("logits within")
+    own = min(v for k, v in row["ms"].items() if k.startswith("segkit"))
+    peer = min(v for k, v in row["ms"].items() if k in ("onnxruntime fp32", "openvino fp32", "openvino bf16"))
+    assert row["segkit_over_fastest_peer"] == pytest.approx(own / peer)
+    assert "segkit/fastest peer" in capsys.readouterr().out
+    assert main(["bench", "predict", "--networks", "nosuchnet"]) == 2

@@ -88,6 +88,20 @@ def measured(name: str, measure: Callable[[], float | bool | str]) -> tuple[floa
     return value, f"measured now, kept in {cache_file()}"
 
 
+def kept(name: str):
+    """The kept value of the measurement ``name`` on this machine, or None (never measured here, or
+    ``SEGKIT_REMEASURE=1``)."""
+    if os.environ.get(REMEASURE_ENV):
+        return None
+    entry = _load().get(f"{name}@{machine_key()}")
+    return None if entry is None else entry["value"]
+
+
+def kept_how(name: str) -> str:
+    entry = _load().get(f"{name}@{machine_key()}", {})
+    return f"measured {entry.get('date', '?')}, kept in {cache_file()}"
+
+
 def _load() -> dict:
     try:
         data = json.loads(cache_file().read_text())

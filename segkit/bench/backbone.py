@@ -45,7 +45,7 @@ class BenchSettings:
     warmup: int = 2
     variants: tuple[str, ...] = RES2NET_VARIANTS
     compile: bool = True  # compiled columns (fp32, bf16) for Res2Net-50 26w_4s and ResNet-50
-    onnx: bool = True  # ONNX Runtime column (CPU only) for the same two
+    onnx: bool = True  # ONNX Runtime and OpenVINO columns (CPU only) for the same two
 
 
 @dataclass
@@ -58,6 +58,8 @@ class Row:
     latency_compiled_ms: float | None = None  # the fp32 fast path under torch.compile (inductor, frozen weights)
     latency_bf16_compiled_ms: float | None = None  # the bf16 fast path under torch.compile
     latency_onnxruntime_ms: float | None = None  # the exported fast path in ONNX Runtime (CPU provider)
+    latency_openvino_ms: float | None = None  # the same graph in OpenVINO (CPU, fp32), when installed
+    latency_openvino_bf16_ms: float | None = None  # OpenVINO with bf16 inference, where bf16 is native
     compile_s: float | None = None  # first call of the fp32 compiled model (compilation included)
     throughput_eager_img_s: float | None = None
     throughput_fast_img_s: float | None = None
@@ -188,7 +190,10 @@ def _measure(
         if bf16:
             row.latency_bf16_compiled_ms = _compiled_ms(model, x1, s, device, "bf16")[1]
     if extra and s.onnx and device.type == "cpu":
-        row.latency_onnxruntime_ms = _onnxruntime_ms(model, x1, s)
+        peers = _engines_ms(model, x1, s)
+        row.latency_onnxruntime_ms = peers.get("onnxruntime")
+        row.latency_openvino_ms = peers.get("openvino")
+        row.latency_openvino_bf16_ms = peers.get("openvino_bf16")
     row.throughput_eager_img_s = s.throughput_batch * 1e3 / _forward_ms(model, xb, s, device)
     row.throughput_fast_img_s = s.throughput_batch * 1e3 / _forward_ms(fast, xb, s, device)
     if train:
@@ -214,23 +219,25 @@ def _compiled_ms(
     return first_s, ms
 
 
-def _onnxruntime_ms(model: nn.Module, x: torch.Tensor, s: BenchSettings) -> float | None:
-    """Median ms of the exported fast path (fp32) in ONNX Runtime's CPU provider; None without onnxruntime."""
+def _engines_ms(model: nn.Module, x: torch.Tensor, s: BenchSettings) -> dict[str, float]:
+    """Median ms of the exported fast path in ONNX Runtime (fp32) and OpenVINO (fp32; bf16 where native), those
+    installed, timed interleaved on the same graph."""
     import tempfile
 
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
+    from segkit.inference import engines
+
     body = prepare_for_inference(model, cuda_graphs=False, onednn=False).body
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        path = str(Path(tmp) / "backbone.onnx")
-        torch.onnx.export(body, (x.cpu(),), path, input_names=["image"], opset_version=17, dynamo=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        feed = {"image": x.cpu().numpy()}
-        return 1e3 * time_call(lambda: session.run(None, feed), torch.device("cpu"), s.repeats, s.warmup)
+    with tempfile.TemporaryDirectory() as tmp:
+        graph = Path(tmp) / "backbone.onnx"
+        engines.export_onnx_graph(body, x.cpu(), graph, "the backbone")
+        nets = {}
+        if engines.installed("onnxruntime"):
+            nets["onnxruntime"] = engines.engine_net("onnxruntime", graph, "fp32")
+        if engines.installed("openvino"):
+            nets["openvino"] = engines.engine_net("openvino", graph, "fp32")
+            if bf16_supported("cpu"):
+                nets["openvino_bf16"] = engines.engine_net("openvino", graph, "bf16")
+        return engines.time_nets(nets, x.cpu(), s.repeats) if nets else {}
 
 
 def timm_reference(name: str, weights_from: nn.Module) -> nn.Module:
@@ -312,6 +319,8 @@ def _ratios(rows: list[Row]) -> dict[str, float]:
         ("latency_compiled_ms", "compiled"),
         ("latency_bf16_compiled_ms", "bf16_compiled"),
         ("latency_onnxruntime_ms", "onnxruntime"),
+        ("latency_openvino_ms", "openvino"),
+        ("latency_openvino_bf16_ms", "openvino_bf16"),
     ):
         ours_ms, base_ms = getattr(ours, column), getattr(base, column)
         if ours_ms and base_ms:
@@ -342,7 +351,7 @@ def format_table(result: BenchResult) -> str:
     s = result.settings
     head = (
         f"{'model':<20} {'impl':<7} {'lat eager ms':>12} {'lat fast ms':>11} {'lat compiled':>12} "
-        f"{'lat bf16 ms':>11} {'bf16 compiled':>13} {'onnxruntime':>11} "
+        f"{'lat bf16 ms':>11} {'bf16 compiled':>13} {'onnxruntime':>11} {'openvino':>9} {'ov bf16':>8} "
         f"{'thr eager/s':>11} {'thr fast/s':>10} {'train default ms':>16} {'train segkit ms':>15}"
     )
     lines = [
@@ -362,6 +371,7 @@ def format_table(result: BenchResult) -> str:
             f"{r.model:<20} {r.implementation:<7} {r.latency_eager_ms:>12.1f} {r.latency_fast_ms:>11.1f} "
             f"{_cell(r.latency_compiled_ms, 12)} {_cell(r.latency_bf16_ms, 11)} "
             f"{_cell(r.latency_bf16_compiled_ms, 13)} {_cell(r.latency_onnxruntime_ms, 11)} "
+            f"{_cell(r.latency_openvino_ms, 9)} {_cell(r.latency_openvino_bf16_ms, 8)} "
             f"{r.throughput_eager_img_s:>11.1f} {r.throughput_fast_img_s:>10.1f} "
             f"{r.train_step_default_ms:>16.1f} {r.train_step_segkit_layout_ms:>15.1f}"
         )

@@ -113,9 +113,58 @@ print(json.dumps(table, default=float))
 """
 
 
-def run_table_bench(datasets: int = 3, methods: int = 3, count: int = 300, workdir: Path | None = None) -> dict:
-    """``segkit eval --data ROOT --pred ...`` (methods x datasets, one process) against the plain PySODMetrics
-    loop over the same files; both whole processes, numbers compared cell by cell."""
+TOOLKIT_ENV = "PYSODEVALTOOLKIT"  # a checkout of PySODEvalToolkit (its eval.py); else the plain PySODMetrics loop
+TOOLKIT_KEYS = {"mae": "mae", "sm": "sm", "wfm": "wfm", "adp_fm": "adpfm", "mean_fm": "avgfm", "max_fm": "maxfm",
+                "adp_em": "adpem", "mean_em": "avgem", "max_em": "maxem"}  # fmt: skip
+
+
+def toolkit_dir(given: str | Path | None = None) -> Path | None:
+    """PySODEvalToolkit's checkout: ``given``, else ``$PYSODEVALTOOLKIT``; None when neither names a folder with
+    its eval.py (it is a repository, not a package on PyPI)."""
+    import os
+
+    folder = given or os.environ.get(TOOLKIT_ENV)
+    if not folder:
+        return None
+    if not (Path(folder) / "eval.py").is_file():
+        raise SegkitError(f"'{folder}' is not a PySODEvalToolkit checkout (no eval.py in it)")
+    return Path(folder)
+
+
+def _toolkit_run(toolkit: Path, out: Path, root: Path, method_dirs: list[str], workers: int) -> tuple[float, dict]:
+    """PySODEvalToolkit's own eval.py over the same files, as its README runs it (the five metrics, its worker
+    pool); (seconds, {dataset: {method: {segkit key: value}}})."""
+    datasets = sorted(p.name for p in root.iterdir())
+    dataset_json, method_json = out / "toolkit_datasets.json", out / "toolkit_methods.json"
+    dataset_json.write_text(json.dumps({d: {"image": {"path": str(root / d / "images"), "suffix": ".jpg"},
+                                            "mask": {"path": str(root / d / "masks"), "suffix": ".png"}}
+                                        for d in datasets}))  # fmt: skip
+    method_json.write_text(json.dumps({Path(m).name: {d: {"path": str(Path(m) / d), "suffix": ".png"} for d in datasets}
+                                       for m in method_dirs}))  # fmt: skip
+    npy = out / "toolkit" / "metrics.npy"
+    cmd = [sys.executable, str(toolkit / "eval.py"), "--dataset-json", str(dataset_json), "--method-json",
+           str(method_json), "--metric-names", "sm", "wfm", "mae", "fmeasure", "em", "--num-workers", str(workers),
+           "--num-bits", "10", "--metric-npy", str(npy)]  # fmt: skip
+    start = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=toolkit)
+    seconds = time.perf_counter() - start
+    if res.returncode != 0:
+        raise SegkitError(f"PySODEvalToolkit's eval.py failed:\n{res.stderr[-2000:]}")
+    # the toolkit saves a pickled dict of its own numbers, written a moment ago into this private folder
+    raw = np.load(npy, allow_pickle=True).item()
+    table = {d: {m: {ours: float(v[theirs]) for ours, theirs in TOOLKIT_KEYS.items()} for m, v in row.items()}
+             for d, row in raw.items()}  # fmt: skip
+    return seconds, table
+
+
+def run_table_bench(
+    datasets: int = 3, methods: int = 3, count: int = 300, workdir: Path | None = None, toolkit: Path | None = None
+) -> dict:
+    """``segkit eval --data ROOT --pred ...`` (methods x datasets) against PySODEvalToolkit's eval.py when a
+    checkout is given (``toolkit_dir``), else the plain PySODMetrics loop, over the same files; whole processes on
+    the same cores, numbers compared cell by cell."""
+    import os
+
     _need_pysodmetrics()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(workdir or tmp)
@@ -124,11 +173,16 @@ def run_table_bench(datasets: int = 3, methods: int = 3, count: int = 300, workd
         ours_cmd = [sys.executable, "-m", "segkit", "eval", "--task", "saliency", "--data", str(root)]
         ours_cmd += [arg for m in method_dirs for arg in ("--pred", m)] + ["--json", str(ours_json)]
         ours_s, ours_one_s = _timed(ours_cmd)[0], _timed([*ours_cmd, "--workers", "1"])[0]
-        oracle_s, oracle_out = _timed([sys.executable, "-c", ORACLE_TABLE_LOOP, str(root), *method_dirs])
+        if toolkit is not None:
+            oracle_s, oracle = _toolkit_run(toolkit, out, root, method_dirs, os.cpu_count() or 1)
+            against = f"PySODEvalToolkit's eval.py ({toolkit}, --num-workers {os.cpu_count()})"
+        else:
+            oracle_s, oracle_out = _timed([sys.executable, "-c", ORACLE_TABLE_LOOP, str(root), *method_dirs])
+            oracle = json.loads(oracle_out)
+            against = "a plain PySODMetrics loop (PySODEvalToolkit not given: --toolkit DIR or $PYSODEVALTOOLKIT)"
         ours = json.loads(ours_json.read_text())["datasets"]
-    oracle = json.loads(oracle_out)
     max_diff = max(abs(ours[d][m][k] - oracle[d][m][k]) for d in oracle for m in oracle[d] for k in COMPARED)
-    case = {"datasets": datasets, "methods": methods, "pairs_per_dataset": count}
+    case = {"datasets": datasets, "methods": methods, "pairs_per_dataset": count, "against": against}
     return {**case, **_side_by_side(ours_s, ours_one_s, oracle_s, max_diff)}
 
 
@@ -142,7 +196,7 @@ def _side_by_side(ours_s: float, ours_one_s: float, oracle_s: float, max_diff: f
         "cores": os.cpu_count(),
         "segkit_eval_s": ours_s,
         "segkit_eval_one_process_s": ours_one_s,
-        "pysodmetrics_loop_s": oracle_s,
+        "reference_s": oracle_s,  # PySODEvalToolkit or the PySODMetrics loop ("against")
         "speedup_all_cores": oracle_s / ours_s,
         "speedup_one_process": oracle_s / ours_one_s,
         "max_abs_metric_difference": max_diff,
@@ -179,4 +233,5 @@ def run_metrics_bench(count: int = 1000, workdir: Path | None = None) -> dict:
         ours = json.loads(ours_json.read_text())
     oracle = json.loads(oracle_out)
     max_diff = max(abs(ours[k] - oracle[k]) for k in COMPARED)
-    return {"pairs": count, **_side_by_side(ours_s, ours_one_s, oracle_s, max_diff)}
+    against = "a plain PySODMetrics loop"
+    return {"pairs": count, "against": against, **_side_by_side(ours_s, ours_one_s, oracle_s, max_diff)}

@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bb.add_argument(
         "--no-compile", action="store_true", help="skip the torch.compile columns (each compile takes 5-60 s)"
     )
-    bb.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime column (CPU only)")
+    bb.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime and OpenVINO columns (CPU only)")
     bb.set_defaults(run=_run_bench_backbone)
     bm = targets.add_parser(
         "metrics",
@@ -58,6 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bm.add_argument("--pairs", type=int, default=1000, help="image pairs (per dataset) (default: 1000)")
     bm.add_argument("--datasets", type=int, default=1, help="test sets in the table case (default 1: one folder)")
     bm.add_argument("--methods", type=int, default=1, help="methods in the table case (default 1)")
+    bm.add_argument(
+        "--toolkit",
+        metavar="DIR",
+        help="the table case: time PySODEvalToolkit's own eval.py from this checkout (default: $PYSODEVALTOOLKIT) "
+        "instead of the plain PySODMetrics loop; it needs tabulate and openpyxl",
+    )
     bm.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bm.set_defaults(run=_run_bench_metrics)
     bp = targets.add_parser(
@@ -84,6 +90,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="images of 16 sizes in the manner of a photo collection such as VOC (500 px on the long side; 15 "
         "shapes once padded), drawn with a fixed seed, instead of all 500x375",
     )
+    bp.add_argument(
+        "--networks",
+        nargs="*",
+        metavar="NAME",
+        help="instead: every network segkit ships (or those whose names contain a NAME: PraNet, SINet, PoolNet, "
+        "DeepLab, saliency) at its own input size, batch 1, on every engine: PyTorch eager, segkit's own path "
+        "(fp32, bf16 where native), ONNX Runtime, OpenVINO (fp32, bf16 where native; when installed), each "
+        "checked against PyTorch and timed interleaved; last, segkit's fastest over the fastest other engine",
+    )
+    bp.add_argument("--rounds", type=int, default=5, help="--networks: interleaved timing rounds (default: 5)")
     bp.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bp.set_defaults(run=_run_bench_predict)
     bd = targets.add_parser("data", help="training pipeline samples/s per loader worker")
@@ -139,6 +155,20 @@ def _run_bench_predict(args: argparse.Namespace) -> int:
 
     from segkit.bench.predict import format_predict, run_predict_bench, write_predict_json
 
+    if args.networks is not None:
+        from segkit.bench.engines import format_networks, run_networks_bench
+
+        _require_positive(args, "rounds")
+        result = run_networks_bench(
+            args.rounds, args.networks, progress=lambda m: print(m, file=sys.stderr, flush=True)
+        )
+        if not result["rows"]:
+            raise SegkitError(f"--networks {' '.join(args.networks)} names none of segkit's networks")
+        print(format_networks(result))
+        if args.json:
+            write_predict_json(result, args.json)
+            print(f"wrote {args.json}")
+        return 0
     _require_positive(args, "count")
     print(f"writing {args.count} images and timing both predictors ...", file=sys.stderr, flush=True)
     result = run_predict_bench(args.count, shlex.split(args.predict_args), mixed_sizes=args.mixed_sizes)
@@ -157,18 +187,22 @@ def _require_positive(args: argparse.Namespace, *flags: str) -> None:
 
 def _run_bench_metrics(args: argparse.Namespace) -> int:
 
-    from segkit.bench.metrics import run_metrics_bench, run_table_bench
+    from segkit.bench.metrics import run_metrics_bench, run_table_bench, toolkit_dir
 
     if min(args.pairs, args.datasets, args.methods) < 1:
         raise SegkitError("--pairs, --datasets and --methods must be positive integers")
     if args.datasets == args.methods == 1:
+        if args.toolkit:
+            raise SegkitError(
+                "--toolkit times PySODEvalToolkit on a results table: give --datasets or --methods above 1"
+            )
         print(f"writing {args.pairs} pairs and timing both evaluators ...", file=sys.stderr)
         result = run_metrics_bench(args.pairs)
     else:
         total = args.pairs * args.datasets * args.methods
         print(f"writing {args.methods} methods x {args.datasets} datasets x {args.pairs} pairs ({total} scores) and "
               "timing both evaluators ...", file=sys.stderr)  # fmt: skip
-        result = run_table_bench(args.datasets, args.methods, args.pairs)
+        result = run_table_bench(args.datasets, args.methods, args.pairs, toolkit=toolkit_dir(args.toolkit))
     _print_results(result, args.json)
     return 0 if result["same_numbers"] else 1
 

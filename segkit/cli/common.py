@@ -81,7 +81,8 @@ def _shortest(path: Path, os) -> str:
 
 
 def add_precision_flags(parser, default: str | None = "auto") -> None:
-    """--precision and --compile, the same for every command that runs a model (None as default: auto)."""
+    """--precision, --compile and --engine, the same for every command that runs a model (None as default:
+    auto)."""
     parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
@@ -103,12 +104,31 @@ def add_precision_flags(parser, default: str | None = "auto") -> None:
         "inductor's cache (TORCHINDUCTOR_CACHE_DIR, default ~/.cache/segkit/inductor) makes later runs cheaper",
     )
 
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "torch", "onnxruntime", "openvino"),
+        default=default,
+        help="what runs the network: auto (default) the fastest engine whose outputs were checked against PyTorch "
+        "for this network, timed once per machine, network and precision and kept (segkit/inference/engines.py); "
+        "torch (segkit's own path), onnxruntime, openvino (pip install 'segkit[openvino]'). The ONNX graph is "
+        "exported once and kept beside the model in .segkit-engines/. SEGKIT_ENGINE=NAME sets what auto means",
+    )
+
 
 def predictor(path: str, args, job_images: int | None = None, **kwargs):
-    """A Predictor with the command's --precision/--compile (``job_images``: how many images the job runs, for
-    --compile auto), its choice said once."""
+    """A Predictor with the command's --precision/--compile/--engine (``job_images``: how many images the job runs,
+    for --compile auto), its choice said once, with the engines auto left out."""
     from segkit.inference.predictor import Predictor
 
-    loaded = Predictor(path, precision=args.precision or "auto", compile=args.compile, job_images=job_images, **kwargs)
+    loaded = Predictor(
+        path,
+        precision=args.precision or "auto",
+        compile=args.compile,
+        job_images=job_images,
+        engine=args.engine or "auto",
+        **kwargs,
+    )
     say(f"{Path(path).name}: {loaded.describe()}")
+    for note in loaded.engine_notes():
+        say(f"  {note}")
     return loaded

@@ -23,6 +23,7 @@ CHECKPOINT_ONLY = {
     "output_stride": "--output-stride",
     "precision": "--precision",
     "compile": "--compile",
+    "engine": "--engine",
     "device": "--device",
 }
 FOLDERS_ONLY = {"gt": "--gt", "strict_size": "--strict-size", "workers": "--workers", "num_classes": "--num-classes",
@@ -177,7 +178,9 @@ def load_checkpoint(args: argparse.Namespace):
     from segkit.evaluation.evaluate import load_for_evaluation
 
     precision = args.precision or "auto"
-    return load_for_evaluation(args.checkpoint, args.tta, args.output_stride, args.task, precision, args.device)
+    return load_for_evaluation(
+        args.checkpoint, args.tta, args.output_stride, args.task, precision, args.device, args.engine or "auto"
+    )
 
 
 def print_card(args: argparse.Namespace) -> int:

@@ -60,9 +60,11 @@ def load_for_evaluation(
     task: str | None = None,
     precision: str = "fp32",
     device: str | None = None,
+    engine: str = "auto",
 ):
-    """The Predictor that scores ``checkpoint`` on ``device`` (None: a CUDA GPU when there is one, else the CPU),
-    not yet compiled (that waits for the job's size); ``task``, when given, must be the checkpoint's task."""
+    """The Predictor that scores ``checkpoint`` on ``device`` (None: a CUDA GPU when there is one, else the CPU)
+    with ``engine`` (``segkit.inference.engines``), not yet compiled (that waits for the job's size); ``task``,
+    when given, must be the checkpoint's task."""
     from segkit.accel.hardware import check_device
     from segkit.inference.predictor import Predictor
 
@@ -70,7 +72,9 @@ def load_for_evaluation(
         raise SegkitError(f"'{checkpoint}' is an ONNX model; segkit eval --checkpoint takes a segkit checkpoint (.pt)")
     if device is not None:
         check_device(device)
-    predictor = Predictor(checkpoint, tta=tta, device=device, output_stride=output_stride, precision=precision)
+    predictor = Predictor(
+        checkpoint, tta=tta, device=device, output_stride=output_stride, precision=precision, engine=engine
+    )
     require_task(task, predictor.task, f"checkpoint '{checkpoint}'")
     return predictor
 

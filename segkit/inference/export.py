@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from segkit.errors import SegkitError
+from segkit.inference.engines import EngineRefused, export_onnx_graph
 from segkit.inference.pipeline import inference_settings
 from segkit.inference.predictor import builtin_data_notice, load_model
 from segkit.models import prepare_for_inference
@@ -39,26 +40,10 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     tmp = output.with_name(f".{output.name}.tmp")
     what = _network_name(model)
     try:
-        with torch.no_grad():
-            torch.onnx.export(
-                fast,
-                (sample,),
-                str(tmp),
-                input_names=["image"],
-                output_names=["logits"],
-                opset_version=opset,
-                dynamic_axes={
-                    "image": {0: "batch", 2: "height", 3: "width"},
-                    "logits": {0: "batch", 2: "height", 3: "width"},
-                },
-                dynamo=False,
-            )
-    except Exception as err:  # noqa: BLE001 - the exporter's own error types vary by operator
-        tmp.unlink(missing_ok=True)
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        export_onnx_graph(fast, sample, tmp, what, opset)
+    except EngineRefused as err:
         raise SegkitError(
-            f"{what} cannot be exported to ONNX with dynamic height and width by PyTorch's exporter ({first}); "
-            "nothing was written. The checkpoint itself trains, evaluates and predicts as usual"
+            f"{err}; nothing was written. The checkpoint itself trains, evaluates and predicts as usual"
         ) from None
     proto = onnx.load(str(tmp))
     meta = {

@@ -139,8 +139,8 @@ def _check_metadata(path: Path, config: dict, experiment: ExperimentConfig, mode
         if key in config and config[key] != value:
             raise SegkitError(
                 f"'{path}': \"{key}\" is {config[key]!r} but the experiment config inside it builds {value!r}; "
-                f"the file was edited or damaged: set \"{key}\" back to {value!r}, or change the experiment config "
-                "(\"experiment\") and export the folder again"
+                f'the file was edited or damaged: set "{key}" back to {value!r}, or change the experiment config '
+                '("experiment") and export the folder again'
             )
     names = config.get("class_names")
     if names is not None and len(names) != built["num_classes"]:

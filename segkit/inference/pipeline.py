@@ -208,6 +208,17 @@ def saliency_probs(
     return probs
 
 
+def network_input(image: np.ndarray, s: InferenceSettings) -> torch.Tensor:
+    """What the network sees of an RGB uint8 image in one pass without test-time augmentation: a one-map
+    network's input at scale 1, a segmentation network's padded image (its first window when the image is
+    larger than ``window_px``)."""
+    seen = pil_square(image, s.saliency_size_px) if s.saliency_resize == "pil" else image
+    x = _to_batch(seen, s.device)
+    if get_task(s.task).labels:
+        return _pad_to_multiple(x[..., : s.window_px, : s.window_px], s.size_multiple)[0]
+    return _one_map_input(x, 1.0, s)
+
+
 @torch.inference_mode()
 def predict_probs(net: Net, image: np.ndarray, s: InferenceSettings) -> np.ndarray:
     """Probabilities at the image's size: (H, W) for a one-map task, (C, H, W) for segmentation (the task's

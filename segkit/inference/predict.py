@@ -139,9 +139,7 @@ def _refuse_collisions(plan: dict[Path, list[Path]]) -> None:
         )
 
 
-def predict_files(
-    predictor, inputs: Inputs | list[Path], output: Path | str, options: PredictOptions
-) -> PredictReport:
+def predict_files(predictor, inputs: Inputs | list[Path], output: Path | str, options: PredictOptions) -> PredictReport:
     """Predict every input and write its mask (and the extras ``options`` ask for) into ``output``.
 
     Unreadable inputs are skipped and listed in the report; a failed write raises at once."""

@@ -34,22 +34,22 @@ def builtin_data_notice(config: ExperimentConfig) -> str | None:
 
 
 class OnnxNet:
-    """An onnxruntime session as a ``Net`` (float32 batch in, logits out)."""
+    """A segkit-exported ONNX model in an onnxruntime session as a ``Net`` (float32 batch in, logits out), with
+    the pre- and post-processing settings its metadata holds."""
 
     def __init__(self, path: str | Path) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise SegkitError("running an ONNX model needs onnxruntime: pip install 'segkit[onnx]'") from None
+        from segkit.inference.engines import OrtNet
 
         path = Path(path)
         if not path.is_file():
             raise SegkitError(f"ONNX model '{path}' does not exist")
         try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.run = OrtNet(path)
+        except SegkitError:
+            raise SegkitError("running an ONNX model needs onnxruntime: pip install 'segkit[onnx]'") from None
         except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph types
             raise SegkitError(f"ONNX model '{path}' could not be loaded: {str(err)[:300]}") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = self.run.session.get_modelmeta().custom_metadata_map
         if "segkit_task" not in meta:
             raise SegkitError(f"ONNX model '{path}' was not exported by segkit (no segkit_task metadata)")
         self.task = meta["segkit_task"]
@@ -61,11 +61,9 @@ class OnnxNet:
         names = meta.get("segkit_class_names", "")
         self.class_names = tuple(names.split(",")) if names else ()
         self.notice = meta.get("segkit_notice") or None
-        self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: x.detach().cpu().numpy().astype(np.float32)})[0]
-        return torch.from_numpy(out)
+        return self.run(x)
 
 
 # --compile auto compiles a CPU job of at least this many images where the fast path runs without oneDNN's fused
@@ -130,6 +128,10 @@ class Predictor:
     (True/"on"), or not (False/"off"), or "auto": a CPU job when ``job_images`` (the number of images the caller
     will run) reaches ``COMPILE_MIN_IMAGES`` and the CPU lacks oneDNN's fused convolutions (``compile_decision``).
     ONNX models run in fp32, uncompiled.
+
+    ``engine``: ``"auto"`` (the fastest engine that computes what PyTorch does, measured once per machine and
+    network, ``segkit.inference.engines``), ``"torch"`` (segkit's own path), ``"onnxruntime"`` or ``"openvino"``;
+    ``self.engine`` says which runs and why. A compiled network runs on PyTorch.
     """
 
     def __init__(
@@ -141,13 +143,20 @@ class Predictor:
         precision: str = "auto",
         compile: bool | str = False,
         job_images: int | None = None,
+        engine: str = "auto",
     ) -> None:
+        from segkit.inference.engines import ENGINES, EngineChoice
+
+        if engine not in ENGINES:
+            raise SegkitError(f"unknown engine '{engine}'; valid: {', '.join(ENGINES)}")
         source = path  # hf://OWNER/NAME stays a string
         path = Path(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.compiled = False
         self.compile_reason = ""
         self.config: ExperimentConfig | None = None  # a checkpoint's experiment config (None for ONNX)
+        self.engine_request, self.source = engine, source
+        self.engine: EngineChoice | None = None
         if path.suffix.lower() == ".onnx":
             onnx = OnnxNet(path)
             self.task, self.net, self.class_names = get_task(onnx.task).name, onnx, onnx.class_names
@@ -162,6 +171,13 @@ class Predictor:
                 min_side_px=onnx.min_side_px,
             )
             self.notice, self.precision = onnx.notice, "fp32"
+            self.engine = EngineChoice("onnxruntime", "fp32", "an ONNX model")
+            if engine == "openvino":
+                from segkit.inference.engines import OpenVinoNet
+
+                self.net, self.engine = OpenVinoNet(path), EngineChoice("openvino", "fp32", "asked")
+            elif engine == "torch":
+                raise SegkitError(f"'{path}' is an ONNX model: it runs with --engine auto, onnxruntime or openvino")
             return
         self.precision = resolve_precision(precision, device)
         model = load_model(source, output_stride=output_stride, device=device)
@@ -171,6 +187,7 @@ class Predictor:
         self.notice = builtin_data_notice(cfg)
         self._model = model  # the fast path is made from it once the compile choice is known (set_compile)
         self._fast: dict[bool, nn.Module] = {}  # compiled or not -> that form of the fast path, made once each
+        self._engine_net: Net | None = None  # the engine auto or --engine chose, once chosen
         self.settings = inference_settings(cfg.task, model, cfg, tta=tta, device=device)
         self.set_compile(compile, job_images)
 
@@ -188,13 +205,54 @@ class Predictor:
                 self._model, precision=self.precision, compile=self.compiled
             )
         self.net: Net = torch_net(self._fast[self.compiled], self.settings.device)
+        if self.compiled:  # inductor's code is PyTorch's
+            from segkit.inference.engines import EngineChoice
+
+            self.engine = EngineChoice("torch", self.precision, "the network is compiled")
+            return
+        if self._engine_net is None:
+            from segkit.inference.engines import select_engine
+
+            self._engine_net, self.engine = select_engine(self.engine_request, self._engine_job(self.net))
+        self.net = self._engine_net
+
+    def _engine_job(self, own: Net):
+        """What choosing an engine needs (``segkit.inference.engines.EngineJob``); the reference, the plain modules
+        and the check images are made only when a check or an export needs them."""
+        from segkit.inference.engines import EngineJob, check_inputs
+        from segkit.inference.pipeline import network_input
+
+        def reference() -> Net:
+            if self.precision == "fp32":
+                return own
+            return torch_net(prepare_for_inference(self._model), self.settings.device)
+
+        usual = np.zeros((375, 500, 3), np.uint8)  # a photo's usual size (VOC's, DUTS'); square-resizing nets: theirs
+        return EngineJob(
+            model=self._model,
+            torch_net=own,
+            make_body=lambda: prepare_for_inference(self._model, cuda_graphs=False, onednn=False).body,
+            make_reference=reference,
+            make_check=lambda: check_inputs(get_task(self.task), lambda image: network_input(image, self.settings)),
+            timing_input=network_input(usual, self.settings),
+            source=self.source,
+            device=self.settings.device,
+            precision=self.precision,
+            what=f"the {self.task} network ({type(self._model).__name__})",
+        )
 
     def describe(self) -> str:
-        """One line: the precision that runs and why, and whether the network is compiled."""
+        """One line: the engine and precision that run and why, and whether the network is compiled."""
         how = f"precision {self.precision} ({bf16_feature(self.settings.device)})"
+        if self.engine is not None:
+            how = f"engine {self.engine.name} ({self.engine.reason}), " + how
         if self.compile_reason:
             how += ", " + ("compiled" if self.compiled else "not compiled") + f" ({self.compile_reason})"
         return how
+
+    def engine_notes(self) -> list[str]:
+        """The engines auto left out, and why (one line each)."""
+        return list(self.engine.notes) if self.engine else []
 
     def predict_probs(self, image: np.ndarray) -> np.ndarray:
         """Probabilities at the image's size: (H, W) for saliency, (C, H, W) for segmentation."""

@@ -1,0 +1,141 @@
+"""``segkit bench predict --networks``: every network segkit ships on every engine, batch 1, side by side.
+
+For each network at the input its test pipeline feeds it (the packaged configuration's size; PoolNet-Res2Net at a
+photo's own 400x300), random weights with randomised BatchNorm statistics, one process, the same threads:
+
+- PyTorch eager (the network as ``torch.nn.Module``, fp32, NCHW): what a user of the authors' code runs;
+- segkit's own path (``prepare_for_inference``) in fp32, and in bf16 where the CPU runs bf16 natively;
+- ONNX Runtime (CPU provider, fp32) and OpenVINO (fp32, and bf16 where native) on the same graph, exported once;
+
+each engine's outputs checked against PyTorch fp32 first (``segkit.inference.engines.agreement``), and every
+latency timed interleaved: in each round every engine runs once, in turn; medians over the rounds. The last column
+is segkit's fastest own path over the fastest other engine (below 1: segkit is faster).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from segkit.accel.hardware import bf16_supported
+from segkit.bench.backbone import machine_info, randomize_batchnorm
+from segkit.inference import engines
+
+# (name, packaged configuration, input height, width)
+NETWORKS = (
+    ("saliency default (demo)", "demo_saliency.yaml", 128, 128),
+    ("saliency DUTS (Res2Net-50)", "duts_poolnet_style_modern_res2net50.yaml", 352, 352),
+    ("DeepLabv3+ Res2Net-50 (VOC)", "voc_deeplabv3plus_res2net50_os16.yaml", 384, 512),
+    ("PoolNet-Res2Net", "poolnet_res2net50_duts.yaml", 300, 400),
+    ("PraNet", "pranet_polyp.yaml", 352, 352),
+    ("SINet-V2", "sinet_v2_cod.yaml", 352, 352),
+)
+
+
+@dataclass
+class NetworkRow:
+    network: str
+    input: str
+    ms: dict[str, float] = field(default_factory=dict)  # engine column -> median ms
+    agreement: dict[str, str] = field(default_factory=dict)  # engine column -> the measured difference
+    left_out: dict[str, str] = field(default_factory=dict)  # engine column -> why it has no figure
+    segkit_over_fastest_peer: float | None = None
+
+
+def _network(config_name: str) -> tuple[torch.nn.Module, str]:
+    from segkit.config import load_config
+    from segkit.models import create_model
+    from segkit.tasks import get_task
+
+    cfg = load_config(str(Path(__file__).resolve().parents[1] / "configs" / config_name))
+    task = get_task(cfg.task)
+    classes = cfg.model.num_classes or (21 if task.labels else 1)
+    net = create_model(
+        task.name,
+        backbone=cfg.model.backbone,
+        num_classes=classes,
+        output_stride=cfg.model.output_stride,
+        pretrained_backbone=None,
+        decoder_channels=cfg.model.decoder_channels,
+        arch=cfg.model.arch,
+    ).eval()
+    randomize_batchnorm(net)
+    return net, task.name
+
+
+def bench_network(name: str, config_name: str, h: int, w: int, rounds: int) -> NetworkRow:
+    from segkit.models import prepare_for_inference
+
+    net, _ = _network(config_name)
+    row = NetworkRow(name, f"{w}x{h}")
+    x = torch.randn(1, 3, h, w)
+    checks = [torch.randn(1, 3, h, w) for _ in range(2)]
+    cl = torch.channels_last
+
+    def wrap(module):
+        return lambda t: module(t.contiguous(memory_format=cl))
+
+    with torch.inference_mode():
+        nets = {"torch eager fp32": net, "segkit fp32": wrap(prepare_for_inference(net))}
+        if bf16_supported("cpu"):
+            nets["segkit bf16"] = wrap(prepare_for_inference(net, precision="bf16"))
+    reference = nets["segkit fp32"]
+    with tempfile.TemporaryDirectory() as tmp:
+        graph = Path(tmp) / "net.onnx"
+        try:
+            body = prepare_for_inference(net, cuda_graphs=False, onednn=False).body
+            engines.export_onnx_graph(body, x, graph, name)
+        except engines.EngineRefused as err:
+            graph = None
+            row.left_out["onnx"] = str(err)
+        peers = [("onnxruntime fp32", "onnxruntime", "fp32"), ("openvino fp32", "openvino", "fp32")]
+        if bf16_supported("cpu"):
+            peers.append(("openvino bf16", "openvino", "bf16"))
+        for column, engine, precision in peers if graph else ():
+            if not engines.installed(engine):
+                row.left_out[column] = f"not installed ({engines.INSTALL[engine]})"
+                continue
+            peer = engines.engine_net(engine, graph, precision)
+            ok, words = engines.agreement(reference, peer, checks, precision)
+            row.agreement[column] = words
+            if ok:
+                nets[column] = peer
+            else:
+                row.left_out[column] = f"disagrees: {words}"
+        row.ms = engines.time_nets(nets, x, rounds)
+    own = min(v for k, v in row.ms.items() if k.startswith("segkit"))
+    others = [v for k, v in row.ms.items() if not k.startswith("segkit") and k != "torch eager fp32"]
+    row.segkit_over_fastest_peer = own / min(others) if others else None
+    return row
+
+
+def run_networks_bench(rounds: int = 5, only: list[str] | None = None, progress=print) -> dict:
+    rows = []
+    for name, config_name, h, w in NETWORKS:
+        if only and not any(o.lower() in name.lower() for o in only):
+            continue
+        progress(f"timing {name} at {w}x{h} ...")
+        rows.append(bench_network(name, config_name, h, w, rounds))
+    return {"machine": machine_info(torch.device("cpu")), "rounds": rounds, "rows": [r.__dict__ for r in rows]}
+
+
+def format_networks(result: dict) -> str:
+    m = result["machine"]
+    columns = ["torch eager fp32", "segkit fp32", "segkit bf16", "onnxruntime fp32", "openvino fp32", "openvino bf16"]
+    columns = [c for c in columns if any(c in r["ms"] for r in result["rows"])]
+    head = f"{'network':<28} {'input':>8} " + " ".join(f"{c:>16}" for c in columns) + f" {'segkit/fastest peer':>20}"
+    lines = [
+        f"segkit bench predict --networks on {m['cpu_model']} ({m['bf16_feature']}), {m['date']}, torch "
+        f"{m['torch']}, {m['threads']} threads; batch 1, median ms of {result['rounds']} interleaved rounds",
+        head,
+        "-" * len(head),
+    ]
+    for r in result["rows"]:
+        cells = " ".join(f"{r['ms'][c]:>16.1f}" if c in r["ms"] else f"{'-':>16}" for c in columns)
+        ratio = f"{r['segkit_over_fastest_peer']:>20.2f}" if r["segkit_over_fastest_peer"] else f"{'-':>20}"
+        lines.append(f"{r['network']:<28} {r['input']:>8} {cells} {ratio}")
+    notes = [f"{r['network']}: {c} {why}" for r in result["rows"] for c, why in r["left_out"].items()]
+    return "\n".join(lines + (["left out: " + "; ".join(notes)] if notes else []))
