@@ -216,3 +216,10 @@ def test_bench_predict_networks_times_every_engine_side_by_side(tmp_path, capsys
     assert row["segkit_over_fastest_peer"] == pytest.approx(own / peer)
     assert "segkit/fastest peer" in capsys.readouterr().out
     assert main(["bench", "predict", "--networks", "nosuchnet"]) == 2
+
+
+def test_bench_metrics_toolkit_flag_needs_a_checkout_and_a_table(tmp_path, capsys):
+    assert main(["bench", "metrics", "--datasets", "2", "--toolkit", str(tmp_path)]) == 2
+    assert "is not a PySODEvalToolkit checkout (no eval.py in it)" in capsys.readouterr().err
+    assert main(["bench", "metrics", "--toolkit", str(tmp_path)]) == 2
+    assert "--toolkit times PySODEvalToolkit on a results table" in capsys.readouterr().err

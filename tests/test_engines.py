@@ -156,6 +156,8 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 def test_predict_on_another_engine_writes_the_masks_pytorch_writes(tiny_checkpoint, tmp_path, engine, capsys):
+    """The same masks as PyTorch's, or, where the engine cannot run the network (OpenVINO refuses the 64 px test
+    network's pyramid pooling, whose kernels exceed its smallest maps), exit 2 with the reason and nothing written."""
     if engine == "openvino":
         pytest.importorskip("openvino", reason="OpenVINO is an optional extra (segkit[openvino]); CI installs it")
     import cv2
@@ -167,14 +169,36 @@ def test_predict_on_another_engine_writes_the_masks_pytorch_writes(tiny_checkpoi
     (tmp_path / "in").mkdir()
     for i, (h, w) in enumerate([(90, 120), (64, 64)]):
         cv2.imwrite(str(tmp_path / "in" / f"{i}.png"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
-    outs = {}
+    outs, codes = {}, {}
     for name in ("torch", engine):
-        code = main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(tmp_path / "in"),
-                     "--output", str(tmp_path / name), "--engine", name, "--precision", "fp32"])  # fmt: skip
-        assert code == 0
-        outs[name] = [np.asarray(Image.open(tmp_path / name / f"{i}.png"), np.int16) for i in range(2)]
+        codes[name] = main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(tmp_path / "in"),
+                            "--output", str(tmp_path / name), "--engine", name, "--precision", "fp32"])  # fmt: skip
+        if codes[name] == 0:
+            outs[name] = [np.asarray(Image.open(tmp_path / name / f"{i}.png"), np.int16) for i in range(2)]
     said = capsys.readouterr().err
-    assert f"engine {engine} (asked; checked: logits within" in said, said
+    assert codes["torch"] == 0 and "Traceback" not in said
+    assert list((tiny_checkpoint.parent / ".segkit-engines").glob("best-*.onnx"))
+    if codes[engine] == 2:  # refused: the reason, and no mask
+        assert f"segkit: error: {engine} (fp32) cannot run this network: it failed on the check images (" in said
+        assert not (tmp_path / engine).exists() or not list((tmp_path / engine).iterdir())
+        assert engine == "openvino", said  # onnxruntime runs it
+        return
+    assert codes[engine] == 0 and f"engine {engine} (asked; checked: logits within" in said, said
     for ours, theirs in zip(outs["torch"], outs[engine], strict=True):
         assert np.abs(ours - theirs).max() <= 1  # fp32 on both: at most a rounding step of the 8-bit map
-    assert list((tiny_checkpoint.parent / ".segkit-engines").glob("best-*.onnx"))
+
+
+def test_an_engine_that_fails_on_the_check_images_is_left_out_not_a_traceback(tmp_path, monkeypatch):
+    def broken(engine, graph, precision):
+        def run(x):
+            raise RuntimeError("Check 'cmp::le(kernel, dim.get_length())' failed\nmore lines")
+
+        return run
+
+    monkeypatch.setattr(engines, "installed", lambda name: name == "onnxruntime")
+    monkeypatch.setattr(engines, "engine_net", broken)
+    net, choice = select_engine("auto", _job(tmp_path))
+    assert choice.name == "torch"
+    assert any("failed on the check images (Check 'cmp::le(kernel" in n for n in choice.notes), choice.notes
+    with pytest.raises(EngineRefused, match=r"onnxruntime \(fp32\) cannot run this network: it failed on the check"):
+        select_engine("onnxruntime", _job(tmp_path))

@@ -43,7 +43,7 @@ def test_wheel_install_trains_from_an_empty_folder(tmp_path):
     (run,) = (empty / "runs").iterdir()
     assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
     config = (run / "config.yaml").read_text()
-    assert "warmup_steps: 30" in config  # the packaged demo_saliency.yaml was used
+    assert "warmup_steps: 15" in config  # the packaged demo_saliency.yaml was used
     # the next commands are spelled the way this shell can run them: segkit is not on PATH, its path is
     assert "\n  ../venv/bin/segkit eval --checkpoint " in res.stdout, res.stdout[-800:]
 

@@ -114,8 +114,8 @@ print(json.dumps(table, default=float))
 
 
 TOOLKIT_ENV = "PYSODEVALTOOLKIT"  # a checkout of PySODEvalToolkit (its eval.py); else the plain PySODMetrics loop
-TOOLKIT_KEYS = {"mae": "mae", "sm": "sm", "wfm": "wfm", "adp_fm": "adpfm", "mean_fm": "avgfm", "max_fm": "maxfm",
-                "adp_em": "adpem", "mean_em": "avgem", "max_em": "maxem"}  # fmt: skip
+TOOLKIT_KEYS = {"mae": "mae", "sm": "sm", "wfm": "wfm", "adp_fm": "adpfmeasure", "mean_fm": "avgfmeasure",
+                "max_fm": "maxfmeasure", "adp_em": "adpem", "mean_em": "avgem", "max_em": "maxem"}  # fmt: skip
 
 
 def toolkit_dir(given: str | Path | None = None) -> Path | None:

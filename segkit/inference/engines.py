@@ -97,9 +97,9 @@ def export_onnx_graph(body: nn.Module, sample: torch.Tensor, path: Path, what: s
             )
     except Exception as err:  # noqa: BLE001 - the exporter's own error types vary by operator
         tmp.unlink(missing_ok=True)
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         raise EngineRefused(
-            f"{what} cannot be exported to ONNX with dynamic height and width by PyTorch's exporter ({first})"
+            f"{what} cannot be exported to ONNX with dynamic height and width by PyTorch's exporter "
+            f"({_first_line(err)})"
         ) from None
     os.replace(tmp, path)
 
@@ -139,6 +139,11 @@ def cached_graph(body: nn.Module, sample: torch.Tensor, source, digest: str, wha
 
 
 # ------------------------------------------------------------------------------------------------ the engines
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0][:300] if text else type(err).__name__).strip()
 
 
 def _need(engine: str):
@@ -324,15 +329,27 @@ class EngineJob:
         key = f"engine-agreement/{digest}/{engine}/{self.precision}"
         kept = decisions.kept(key)
         if kept is not None and not kept[0]:
-            raise EngineRefused(f"{engine} ({self.precision}) disagrees with PyTorch on this network: {kept[1]}")
-        net = engine_net(engine, self.graph(digest), self.precision)
+            raise _refusal(engine, self.precision, kept[1])
+        graph = self.graph(digest)
+        try:
+            net = engine_net(engine, graph, self.precision)
+            if kept is None:
+                verdict = list(agreement(self.made("reference"), net, self.made("check"), self.precision))
+        except (SegkitError, MemoryError):
+            raise
+        except Exception as err:  # noqa: BLE001 - each engine raises its own types (shape inference, compilation)
+            verdict, kept = [False, f"it failed on the check images ({_first_line(err)})"], None
         if kept is None:
-            verdict = agreement(self.made("reference"), net, self.made("check"), self.precision)
-            decisions.measured(key, lambda: list(verdict))
-            kept = list(verdict)
+            decisions.measured(key, lambda: verdict)
+            kept = verdict
         if not kept[0]:
-            raise EngineRefused(f"{engine} ({self.precision}) disagrees with PyTorch on this network: {kept[1]}")
+            raise _refusal(engine, self.precision, kept[1])
         return net, kept[1]
+
+
+def _refusal(engine: str, precision: str, words: str) -> EngineRefused:
+    how = "cannot run this network" if words.startswith("it failed") else "disagrees with PyTorch on this network"
+    return EngineRefused(f"{engine} ({precision}) {how}: {words}")
 
 
 def select_engine(requested: str, job: EngineJob) -> tuple[Net, EngineChoice]:
@@ -378,7 +395,7 @@ def _auto(job: EngineJob) -> tuple[Net, EngineChoice]:
             continue
         kept = decisions.kept(f"engine-agreement/{digest}/{name}/{job.precision}")
         if kept is not None and not kept[0]:
-            notes.append(f"{name} left out: {name} ({job.precision}) disagrees with PyTorch on this network: {kept[1]}")
+            notes.append(f"{name} left out: {_refusal(name, job.precision, kept[1])}")
             continue
         passed.append(name)
     size = "x".join(str(s) for s in job.timing_input.shape[-2:])
