@@ -202,3 +202,12 @@ def test_an_engine_that_fails_on_the_check_images_is_left_out_not_a_traceback(tm
     assert any("failed on the check images (Check 'cmp::le(kernel" in n for n in choice.notes), choice.notes
     with pytest.raises(EngineRefused, match=r"onnxruntime \(fp32\) cannot run this network: it failed on the check"):
         select_engine("onnxruntime", _job(tmp_path))
+
+
+def test_onnxruntime_threads_do_not_spin_after_a_run(tmp_path):
+    """Spinning threads took the cores from what ran next: PyTorch timed beside them ran 2x slower, which biased the
+    auto decision (benchmarks/RESULTS.md, "Engines")."""
+    job = _job(tmp_path)
+    path = job.graph(engines.weights_hash(job.model))
+    options = engines.OrtNet(path).session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -174,6 +174,9 @@ class OrtNet:
         ort = _need("onnxruntime")
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
+        # no spinning: ONNX Runtime's threads otherwise busy-wait after each run and take the cores from whatever runs
+        # next (the resizing and PNG writing around each image; PyTorch timed beside it ran 2x slower, 96 vs 48 ms)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
