@@ -34,7 +34,7 @@ def _job(tmp_path, net: nn.Module | None = None, precision: str = "fp32") -> Eng
 
     return EngineJob(
         model=net,
-        torch_net=own,
+        make_torch=lambda: own,
         make_body=lambda: net,
         make_reference=lambda: own,
         make_check=lambda: [torch.randn(1, 3, 24, 32) for _ in range(2)],
@@ -211,3 +211,18 @@ def test_onnxruntime_threads_do_not_spin_after_a_run(tmp_path):
     path = job.graph(engines.weights_hash(job.model))
     options = engines.OrtNet(path).session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_a_kept_choice_of_another_engine_never_builds_segkits_own_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "installed", lambda name: name == "onnxruntime")
+    monkeypatch.setattr(engines, "time_nets", _timings({"torch": 9.0, "onnxruntime": 4.0}))
+    assert select_engine("auto", _job(tmp_path))[1].name == "onnxruntime"
+    job = _job(tmp_path)
+
+    def not_again():
+        raise AssertionError("the second run should start with the kept engine only")
+
+    job.make_torch = not_again
+    net, choice = select_engine("auto", job)
+    assert choice.name == "onnxruntime" and "kept in" in choice.reason
+    assert net(torch.randn(1, 3, 16, 16)).shape == (1, 1, 16, 16)

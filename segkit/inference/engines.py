@@ -297,12 +297,12 @@ def fastest(ms: dict[str, float]) -> str:
 
 @dataclass
 class EngineJob:
-    """What choosing an engine for one network needs: segkit's own ``Net`` at the job's precision, and, made only
-    when needed (a second run with a kept decision and graph needs none of them): a PyTorch fp32 reference, the
-    network's plain modules for export, the check inputs (built-in validation images)."""
+    """What choosing an engine for one network needs, each part made only when needed (a second run with a kept
+    decision and graph needs none but the chosen engine): segkit's own ``Net`` at the job's precision, a PyTorch fp32
+    reference, the network's plain modules for export, the check inputs (built-in validation images)."""
 
     model: nn.Module  # the loaded network (its weights are hashed)
-    torch_net: Net
+    make_torch: Callable[[], Net]  # segkit's own path at the job's precision (not made when a kept choice is another)
     make_body: Callable[[], nn.Module]  # plain eval-mode modules, BatchNorm folded: what is exported
     make_reference: Callable[[], Net]  # PyTorch fp32
     make_check: Callable[[], list]
@@ -315,10 +315,14 @@ class EngineJob:
 
     def made(self, name: str):
         if name not in self._made:
-            self._made[name] = {"body": self.make_body, "reference": self.make_reference, "check": self.make_check}[
-                name
-            ]()
+            makers = {"torch": self.make_torch, "body": self.make_body, "reference": self.make_reference,
+                      "check": self.make_check}  # fmt: skip
+            self._made[name] = makers[name]()
         return self._made[name]
+
+    @property
+    def torch_net(self) -> Net:
+        return self.made("torch")
 
     def graph(self, digest: str) -> Path:
         path = graph_path(self.source, digest)
@@ -404,8 +408,9 @@ def _auto(job: EngineJob) -> tuple[Net, EngineChoice]:
     size = "x".join(str(s) for s in job.timing_input.shape[-2:])
     key = f"engine/{digest}/{job.precision}/{size}/{'+'.join(passed)}"
     ms = decisions.kept(key)
-    nets: dict[str, Net] = {"torch": job.torch_net}
+    nets: dict[str, Net] = {}
     if ms is None:  # check every candidate, then time those that agree
+        nets["torch"] = job.torch_net
         for name in passed[1:]:
             try:
                 nets[name] = job.checked(name, digest)[0]
@@ -418,8 +423,8 @@ def _auto(job: EngineJob) -> tuple[Net, EngineChoice]:
     else:
         how = decisions.kept_how(key)
     best = fastest(ms)
-    if best not in nets:
-        nets[best] = job.checked(best, digest)[0]  # the kept verdict: no image is run again
+    if best not in nets:  # a kept decision: only the chosen engine is made (a kept verdict runs no image)
+        nets[best] = job.torch_net if best == "torch" else job.checked(best, digest)[0]
     timings = ", ".join(f"{name} {value:.0f} ms" for name, value in ms.items())
     reason = f"auto: fastest at {size} in {job.precision} ({timings}; {how})"
     return nets[best], EngineChoice(best, job.precision, reason, notes)

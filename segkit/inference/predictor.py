@@ -200,37 +200,41 @@ class Predictor:
             use_persistent_compile_cache()
         # compiled or not decides the fast path's form: oneDNN's fused convolutions eagerly, inductor's own fusion
         # when compiled; on a GPU, uncompiled, each input shape is replayed as a CUDA graph
-        if self.compiled not in self._fast:  # a second call with the same choice (eval) reuses it
-            self._fast[self.compiled] = prepare_for_inference(
-                self._model, precision=self.precision, compile=self.compiled
-            )
-        self.net: Net = torch_net(self._fast[self.compiled], self.settings.device)
+
+        def fast_net() -> Net:
+            if self.compiled not in self._fast:  # a second call with the same choice (eval) reuses it
+                self._fast[self.compiled] = prepare_for_inference(
+                    self._model, precision=self.precision, compile=self.compiled
+                )
+            return torch_net(self._fast[self.compiled], self.settings.device)
+
         if self.compiled:  # inductor's code is PyTorch's
             from segkit.inference.engines import EngineChoice
 
+            self.net: Net = fast_net()
             self.engine = EngineChoice("torch", self.precision, "the network is compiled")
             return
-        if self._engine_net is None:
+        if self._engine_net is None:  # made once: segkit's own path only when it runs or is timed
             from segkit.inference.engines import select_engine
 
-            self._engine_net, self.engine = select_engine(self.engine_request, self._engine_job(self.net))
+            self._engine_net, self.engine = select_engine(self.engine_request, self._engine_job(fast_net))
         self.net = self._engine_net
 
-    def _engine_job(self, own: Net):
-        """What choosing an engine needs (``segkit.inference.engines.EngineJob``); the reference, the plain modules
-        and the check images are made only when a check or an export needs them."""
+    def _engine_job(self, own):
+        """What choosing an engine needs (``segkit.inference.engines.EngineJob``); ``own`` makes segkit's own path.
+        Each part is made only when a check, a timing or an export needs it."""
         from segkit.inference.engines import EngineJob, check_inputs
         from segkit.inference.pipeline import network_input
 
         def reference() -> Net:
             if self.precision == "fp32":
-                return own
+                return job.torch_net
             return torch_net(prepare_for_inference(self._model), self.settings.device)
 
         usual = np.zeros((375, 500, 3), np.uint8)  # a photo's usual size (VOC's, DUTS'); square-resizing nets: theirs
-        return EngineJob(
+        job = EngineJob(
             model=self._model,
-            torch_net=own,
+            make_torch=own,
             make_body=lambda: prepare_for_inference(self._model, cuda_graphs=False, onednn=False).body,
             make_reference=reference,
             make_check=lambda: check_inputs(get_task(self.task), lambda image: network_input(image, self.settings)),
@@ -240,6 +244,7 @@ class Predictor:
             precision=self.precision,
             what=f"the {self.task} network ({type(self._model).__name__})",
         )
+        return job
 
     def describe(self) -> str:
         """One line: the engine and precision that run and why, and whether the network is compiled."""
