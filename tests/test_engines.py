@@ -226,3 +226,14 @@ def test_a_kept_choice_of_another_engine_never_builds_segkits_own_path(tmp_path,
     net, choice = select_engine("auto", job)
     assert choice.name == "onnxruntime" and "kept in" in choice.reason
     assert net(torch.randn(1, 3, 16, 16)).shape == (1, 1, 16, 16)
+
+
+def test_with_no_other_engine_installed_auto_runs_pytorch_without_hashing(tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "installed", lambda name: False)
+    monkeypatch.setattr(engines, "weights_hash", lambda model: pytest.fail("nothing to compare: no hash"))
+    net, choice = select_engine("auto", _job(tmp_path))
+    assert choice.name == "torch" and choice.reason == "auto: no other engine is installed"
+    assert choice.notes == [
+        "onnxruntime left out: not installed (pip install 'segkit[onnx]')",
+        "openvino left out: not installed (pip install 'segkit[openvino]')",
+    ]

@@ -394,12 +394,13 @@ def _auto(job: EngineJob) -> tuple[Net, EngineChoice]:
             else f"no other engine runs {job.precision}"
         )
         return job.torch_net, EngineChoice("torch", job.precision, f"auto: {why}")
+    notes = [f"{name} left out: not installed ({INSTALL[name]})" for name in names[1:] if not installed(name)]
+    names = [name for name in names if name == "torch" or installed(name)]
+    if names == ["torch"]:  # nothing to compare with: no export, no hash
+        return job.torch_net, EngineChoice("torch", job.precision, "auto: no other engine is installed", notes)
     digest = weights_hash(job.model)
-    passed, notes = ["torch"], []
+    passed = ["torch"]
     for name in names[1:]:
-        if not installed(name):
-            notes.append(f"{name} left out: not installed ({INSTALL[name]})")
-            continue
         kept = decisions.kept(f"engine-agreement/{digest}/{name}/{job.precision}")
         if kept is not None and not kept[0]:
             notes.append(f"{name} left out: {_refusal(name, job.precision, kept[1])}")
