@@ -226,7 +226,7 @@ def _engines_ms(model: nn.Module, x: torch.Tensor, s: BenchSettings) -> dict[str
 
     from segkit.inference import engines
 
-    body = prepare_for_inference(model, cuda_graphs=False, onednn=False).body
+    body = engines.exportable(model)
     with tempfile.TemporaryDirectory() as tmp:
         graph = Path(tmp) / "backbone.onnx"
         engines.export_onnx_graph(body, x.cpu(), graph, "the backbone")

@@ -23,6 +23,7 @@ import torch
 from segkit.accel.hardware import bf16_supported
 from segkit.bench.backbone import machine_info, randomize_batchnorm
 from segkit.inference import engines
+from segkit.inference.pipeline import torch_net
 
 # (name, packaged configuration, input height, width)
 NETWORKS = (
@@ -46,22 +47,16 @@ class NetworkRow:
 
 
 def _network(config_name: str) -> tuple[torch.nn.Module, str]:
+    """The packaged configuration's network, with random weights (no pretrained backbone is read)."""
+    from dataclasses import replace
+
     from segkit.config import load_config
-    from segkit.models import create_model
+    from segkit.models.factory import model_from_config
     from segkit.tasks import get_task
 
     cfg = load_config(str(Path(__file__).resolve().parents[1] / "configs" / config_name))
     task = get_task(cfg.task)
-    classes = cfg.model.num_classes or (21 if task.labels else 1)
-    net = create_model(
-        task.name,
-        backbone=cfg.model.backbone,
-        num_classes=classes,
-        output_stride=cfg.model.output_stride,
-        pretrained_backbone=None,
-        decoder_channels=cfg.model.decoder_channels,
-        arch=cfg.model.arch,
-    ).eval()
+    net = model_from_config(task, replace(cfg.model, pretrained_backbone=None), 21 if task.labels else 1).eval()
     randomize_batchnorm(net)
     return net, task.name
 
@@ -73,21 +68,15 @@ def bench_network(name: str, config_name: str, h: int, w: int, rounds: int) -> N
     row = NetworkRow(name, f"{w}x{h}")
     x = torch.randn(1, 3, h, w)
     checks = [torch.randn(1, 3, h, w) for _ in range(2)]
-    cl = torch.channels_last
-
-    def wrap(module):
-        return lambda t: module(t.contiguous(memory_format=cl))
-
     with torch.inference_mode():
-        nets = {"torch eager fp32": net, "segkit fp32": wrap(prepare_for_inference(net))}
+        nets = {"torch eager fp32": net, "segkit fp32": torch_net(prepare_for_inference(net), "cpu")}
         if bf16_supported("cpu"):
-            nets["segkit bf16"] = wrap(prepare_for_inference(net, precision="bf16"))
+            nets["segkit bf16"] = torch_net(prepare_for_inference(net, precision="bf16"), "cpu")
     reference = nets["segkit fp32"]
     with tempfile.TemporaryDirectory() as tmp:
         graph = Path(tmp) / "net.onnx"
         try:
-            body = prepare_for_inference(net, cuda_graphs=False, onednn=False).body
-            engines.export_onnx_graph(body, x, graph, name)
+            engines.export_onnx_graph(engines.exportable(net), x, graph, name)
         except engines.EngineRefused as err:
             graph = None
             row.left_out["onnx"] = str(err)

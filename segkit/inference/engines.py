@@ -73,6 +73,14 @@ def weights_hash(model: nn.Module) -> str:
     return digest.hexdigest()[:20]
 
 
+def exportable(model: nn.Module) -> nn.Module:
+    """The network as an exporter sees it: the fast path's plain modules (BatchNorm folded, eval mode), without
+    oneDNN's fused kernels, CUDA graphs or an input cast."""
+    from segkit.models import prepare_for_inference
+
+    return prepare_for_inference(model, cuda_graphs=False, onednn=False).body
+
+
 def export_onnx_graph(body: nn.Module, sample: torch.Tensor, path: Path, what: str, opset: int = 17) -> None:
     """``body`` (eval mode, plain modules) as an ONNX graph with dynamic batch, height and width, written to
     ``path`` atomically; an exporter failure is an ``EngineRefused`` naming the network."""

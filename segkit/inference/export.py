@@ -8,10 +8,9 @@ import numpy as np
 import torch
 
 from segkit.errors import SegkitError
-from segkit.inference.engines import EngineRefused, export_onnx_graph
+from segkit.inference.engines import EngineRefused, export_onnx_graph, exportable
 from segkit.inference.pipeline import inference_settings
 from segkit.inference.predictor import builtin_data_notice, load_model
-from segkit.models import prepare_for_inference
 
 MAX_ABS_DIFF = 1e-3  # on logits; or MAX_REL_DIFF of the largest logit, whichever is larger
 MAX_REL_DIFF = 1e-4
@@ -30,7 +29,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     model = load_model(checkpoint)
     cfg = model.config
     settings = inference_settings(cfg.task, model, cfg)
-    fast = prepare_for_inference(model, cuda_graphs=False, onednn=False).body  # plain modules, no input cast
+    fast = exportable(model)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     multiple = settings.size_multiple

@@ -223,7 +223,7 @@ class Predictor:
     def _engine_job(self, own):
         """What choosing an engine needs (``segkit.inference.engines.EngineJob``); ``own`` makes segkit's own path.
         Each part is made only when a check, a timing or an export needs it."""
-        from segkit.inference.engines import EngineJob, check_inputs
+        from segkit.inference.engines import EngineJob, check_inputs, exportable
         from segkit.inference.pipeline import network_input
 
         def reference() -> Net:
@@ -235,7 +235,7 @@ class Predictor:
         job = EngineJob(
             model=self._model,
             make_torch=own,
-            make_body=lambda: prepare_for_inference(self._model, cuda_graphs=False, onednn=False).body,
+            make_body=lambda: exportable(self._model),
             make_reference=reference,
             make_check=lambda: check_inputs(get_task(self.task), lambda image: network_input(image, self.settings)),
             timing_input=network_input(usual, self.settings),
