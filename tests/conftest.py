@@ -2,8 +2,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import pytest
-import torch
+# Under pytest-xdist (``-n 2``, the README's command) every worker runs one thread, as do the commands its tests
+# start: two workers of two threads each on two cores would only contend.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from torch import nn
 
 SOD_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sod-reference"
