@@ -208,3 +208,28 @@ def test_distance_weights_are_exact_and_the_same_on_every_run():
     assert np.array_equal(exact_distance_to(far), distance_transform_edt(~far))
     pred, gt = random_case(rng, "blobs", 120, 90)
     assert len({ours([(pred.copy(), gt.copy())])["wfm"] for _ in range(8)}) == 1
+
+
+def test_separable_gaussian_is_matlabs_kernel():
+    from segkit.metrics.saliency import _gaussian_1d, _matlab_gaussian
+
+    kernel = _matlab_gaussian()
+    assert (kernel >= np.finfo(kernel.dtype).eps * kernel.max()).all(), "no entry under MATLAB's cut-off"
+    assert np.abs(np.outer(_gaussian_1d(), _gaussian_1d()) - kernel).max() < 1e-17
+
+
+@pytest.mark.parametrize("split", [(1, 1), (5, 7), (12, 9)])  # centroid at the corner (empty quadrants) and inside
+def test_one_joint_histogram_holds_each_quadrants_counts(split, monkeypatch):
+    import segkit.metrics.saliency as sal
+
+    rng = np.random.default_rng(sum(split))
+    raw = rng.integers(0, 256, (9, 12), dtype=np.uint8)
+    truth = sal.SaliencyTruth(rng.random((9, 12)) > 0.6)
+    truth.__dict__["centroid"] = split  # 1-based (x, y), as the S-measure splits
+    x, y = split
+    rows_cols = [(slice(None, y), slice(None, x)), (slice(None, y), slice(x, None)),
+                 (slice(y, None), slice(None, x)), (slice(y, None), slice(x, None))]  # fmt: skip
+    want = np.stack([sal.level_hist(raw[r, c], truth.mask[r, c]) for r, c in rows_cols])
+    assert np.array_equal(sal.quadrant_hists(raw, truth.quadrant_codes), want)
+    monkeypatch.setattr(sal, "_FLOAT32_EXACT_COUNT", 0)  # as for an image of 2^24 pixels or more: numpy counts
+    assert np.array_equal(sal.quadrant_hists(raw, truth.quadrant_codes), want)

@@ -20,11 +20,11 @@ def mask_boundary(mask: np.ndarray, d: int) -> np.ndarray:
 
     A 3x3 square eroded ``d`` times equals one erosion by a (2d+1) square, which OpenCV runs separably.
     """
-    m = mask.astype(np.uint8)
+    m = np.ascontiguousarray(mask if mask.dtype == np.bool_ else mask != 0).view(np.uint8)  # 0/1, no copy of a bool
     padded = cv2.copyMakeBorder(m, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * d + 1, 2 * d + 1))
     eroded = cv2.erode(padded, kernel)[1:-1, 1:-1]
-    return (m > 0) & (eroded == 0)
+    return cv2.subtract(m, eroded).view(np.bool_)  # the erosion lies inside the mask: 1 exactly where m=1, eroded=0
 
 
 def boundary_band(mask: np.ndarray, d: int) -> np.ndarray:

@@ -52,7 +52,7 @@ def dice_iou_curves(pair: PreparedPair) -> tuple[np.ndarray, np.ndarray]:
     above = values[None, :] >= THRESHOLDS[:, None]  # (threshold, level): the level is predicted object
     tp = above @ pair.hist[:, 1]
     predicted = above @ pair.hist.sum(1)
-    gt_fg = int(pair.hist[:, 1].sum())
+    gt_fg = pair.truth.object_pixels
     with np.errstate(divide="ignore", invalid="ignore"):
         dice = np.where(tp > 0, 2.0 * tp / (gt_fg + predicted), 0.0)
         iou = np.where(tp > 0, tp / (gt_fg - tp + predicted), 0.0)

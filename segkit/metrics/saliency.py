@@ -76,20 +76,36 @@ class SaliencyTruth:
         )
 
     @cached_property
+    def object_in_box(self) -> np.ndarray:
+        """Flat indices (in ``object_box``) of the object's pixels, in row-major order."""
+        return np.flatnonzero(self.mask[self.object_box])
+
+    @cached_property
+    def quadrant_codes(self) -> np.ndarray:
+        """uint8 (H, W): 2 x quadrant + object, the quadrant (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right)
+        split at the S-measure's ``centroid``: one 2-D histogram of (level, code) then holds every count the scores
+        need."""
+        x, y = self.centroid
+        codes = self.mask.view(np.uint8).copy()
+        codes[y:, :] += 4
+        codes[:, x:] += 2
+        return codes
+
+    @cached_property
     def nearest_object_pixel(self) -> np.ndarray:
         """Inside ``object_box``: the flat index (in the box) of each pixel's nearest object pixel (exact Euclidean
         feature transform; an object pixel is its own)."""
         box = self.mask[self.object_box]
         iy, ix = distance_transform_edt(~box, return_distances=False, return_indices=True)
-        return iy * box.shape[1] + ix
+        return (iy * box.shape[1] + ix).astype(np.intp)  # numpy's own index type: no conversion per lookup
 
     @cached_property
     def background_weight(self) -> np.ndarray:
         """The weighted F-measure's weight 2 - exp(ln(0.5) / 5 * distance to the object): 1 on the object."""
-        weight = exact_distance_to(self.mask)
-        np.multiply(weight, math.log(0.5) / 5, out=weight)  # in place: one array, not four
-        np.exp(weight, out=weight)
-        return np.subtract(2.0, weight, out=weight)
+        squared = exact_squared_distance_to(self.mask)
+        if squared is not None:  # integers: the weight of each looked up in one table shared by every image
+            return np.take(_distance_weights(int(squared.max(initial=0))), squared)
+        return _distance_weight(distance_transform_edt(~self.mask))
 
     @cached_property
     def centroid(self) -> tuple[int, int]:
@@ -102,18 +118,47 @@ class SaliencyTruth:
         return mask_boundary(self.mask, boundary_width_px(*self.mask.shape))
 
 
+def exact_squared_distance_to(mask: np.ndarray) -> np.ndarray | None:
+    """The squared Euclidean distance (an integer, intp) of every pixel to the nearest ``mask`` pixel, or None
+    where distances reach ``_ROUNDING_SAFE_PX`` (the caller then uses SciPy's exact transform). OpenCV's "precise"
+    transform is 4 times faster than SciPy's but returns float32 values up to 4e-6 off that vary from run to run in
+    the last bits (measured); their squares are within 0.01 of the true integer, so rounding them recovers it
+    exactly, the same on every run. Beyond ``_ROUNDING_SAFE_PX`` a float32 distance is too coarse for that."""
+    dist = cv2.distanceTransform((~mask).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    if dist.size and dist.max() > _ROUNDING_SAFE_PX:
+        return None
+    squared = dist.astype(np.float64)
+    np.multiply(squared, squared, out=squared)
+    return np.rint(squared, out=squared).astype(np.intp)
+
+
 def exact_distance_to(mask: np.ndarray) -> np.ndarray:
     """Euclidean distance (float64) of every pixel to the nearest ``mask`` pixel, exactly as a feature transform
-    gives it (sqrt of an integer). OpenCV's "precise" transform is 4 times faster than SciPy's but returns float32
-    values up to 4e-6 off that vary from run to run in the last bits (measured); its squares are within 0.01 of
-    the true integer squared distance, so rounding them recovers the exact value, the same on every run. Beyond
-    ``_ROUNDING_SAFE_PX`` a float32 distance is too coarse for that, and SciPy's exact transform is used."""
-    dist = cv2.distanceTransform((~mask).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64)
-    if dist.size and dist.max() > _ROUNDING_SAFE_PX:
+    gives it (sqrt of an integer): ``exact_squared_distance_to``, else SciPy's exact transform."""
+    squared = exact_squared_distance_to(mask)
+    if squared is None:
         return distance_transform_edt(~mask)
-    np.multiply(dist, dist, out=dist)
-    np.rint(dist, out=dist)
-    return np.sqrt(dist, out=dist)
+    return np.sqrt(squared, dtype=np.float64)
+
+
+def _distance_weight(distance: np.ndarray) -> np.ndarray:
+    """The weighted F-measure's 2 - exp(ln(0.5) / 5 * distance), elementwise (float64)."""
+    weight = np.multiply(distance, math.log(0.5) / 5)
+    np.exp(weight, out=weight)
+    return np.subtract(2.0, weight, out=weight)
+
+
+_WEIGHTS_BY_SQUARE = np.empty(0)
+
+
+def _distance_weights(max_square: int) -> np.ndarray:
+    """``_distance_weight(sqrt(k))`` for every integer k up to ``max_square`` at least: one table, grown as larger
+    images come, shared by every ground truth (each entry is what the elementwise formula gives, bit for bit)."""
+    global _WEIGHTS_BY_SQUARE
+    if _WEIGHTS_BY_SQUARE.size <= max_square:
+        size = max(max_square + 1, 2 * _WEIGHTS_BY_SQUARE.size, 1 << 16)
+        _WEIGHTS_BY_SQUARE = _distance_weight(np.sqrt(np.arange(size, dtype=np.float64)))
+    return _WEIGHTS_BY_SQUARE
 
 
 # float32 distances D carry about 1 ulp = D * 2^-23 of error, so D^2 about 2 D^2 2^-23: below 0.5 up to 1448 px
@@ -130,10 +175,17 @@ class PreparedPair:
     pred: np.ndarray  # (H, W) float64 in [0, 1]: the prepared prediction, values[raw]
     hist: np.ndarray  # (256, 2) pixel counts per raw level on background (column 0) and object (column 1)
     truth: SaliencyTruth  # the ground truth's own parts, shared by every prediction scored against it
+    quadrants: np.ndarray  # (4, 256, 2): ``hist`` of each S-measure quadrant (``SaliencyTruth.quadrant_codes``)
 
     @property
     def size(self) -> int:
         return self.gt.size
+
+    @cached_property
+    def adaptive_counts(self) -> tuple[int, int]:
+        """(object pixels, background pixels) predicted >= the adaptive threshold (both adaptive scores use them)."""
+        selected = self.values >= adaptive_threshold(self)
+        return int(self.hist[selected, 1].sum()), int(self.hist[selected, 0].sum())
 
 
 def to_uint8_prediction(pred: np.ndarray) -> np.ndarray:
@@ -163,10 +215,26 @@ def prepare(pred: np.ndarray, gt: np.ndarray | SaliencyTruth) -> PreparedPair:
     truth = gt if isinstance(gt, SaliencyTruth) else SaliencyTruth(gt)
     gt_bool = truth.mask
     raw = np.ascontiguousarray(raw)
-    lo, hi = _LEVELS[raw.min()], _LEVELS[raw.max()]
+    quadrants = quadrant_hists(raw, truth.quadrant_codes)
+    hist = quadrants.sum(0)
+    present = np.flatnonzero(hist.any(1))
+    lo, hi = _LEVELS[present[0]], _LEVELS[present[-1]]  # the map's min and max, read off the histogram
     values = _LEVELS if hi == lo else (_LEVELS - lo) / (hi - lo)  # elementwise as on the map: same bits
     pred_map = cv2.LUT(raw, values)  # values[raw], by OpenCV's table lookup (7x numpy's gather here)
-    return PreparedPair(raw, gt_bool, values, pred_map, level_hist(raw, gt_bool), truth)
+    return PreparedPair(raw, gt_bool, values, pred_map, hist, truth, quadrants)
+
+
+_FLOAT32_EXACT_COUNT = 2**24  # OpenCV's histograms count in float32: exact below 2^24 pixels
+
+
+def quadrant_hists(raw: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """(4, 256, 2) int64: pixels of each raw level by quadrant and background/object (``codes``: 2 x quadrant +
+    object), in one pass over the image."""
+    if raw.size < _FLOAT32_EXACT_COUNT:
+        counts = cv2.calcHist([raw, codes], [0, 1], None, [256, 8], [0, 256, 0, 8])  # (level, code)
+        return counts.astype(np.int64).reshape(256, 4, 2).transpose(1, 0, 2)
+    joint = np.bincount((raw.astype(np.int64) * 8 + codes).ravel(), minlength=256 * 8)
+    return joint.reshape(256, 4, 2).transpose(1, 0, 2)
 
 
 def level_hist(raw: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -226,19 +294,13 @@ def precision_recall_f(counts: ThresholdCounts, beta_sq: float = BETA_SQ) -> tup
     return precision, recall, numerator / denominator
 
 
-def _adaptive_counts(pair: PreparedPair) -> tuple[int, int]:
-    """(object pixels, background pixels) predicted >= the adaptive threshold."""
-    selected = pair.values >= adaptive_threshold(pair)
-    return int(pair.hist[selected, 1].sum()), int(pair.hist[selected, 0].sum())
-
-
 def adaptive_fmeasure(pair: PreparedPair, beta_sq: float = BETA_SQ) -> float:
     """F-measure at the adaptive threshold; 0 when nothing predicted overlaps the object."""
-    intersection, false_pos = _adaptive_counts(pair)
+    intersection, false_pos = pair.adaptive_counts
     if intersection == 0:
         return 0.0
     precision = intersection / (intersection + false_pos)
-    recall = intersection / int(pair.hist[:, 1].sum())
+    recall = intersection / pair.truth.object_pixels
     return float((1 + beta_sq) * precision * recall / (beta_sq * precision + recall))
 
 
@@ -278,8 +340,8 @@ def emeasure_curve(counts: ThresholdCounts) -> np.ndarray:
 
 def adaptive_emeasure(pair: PreparedPair) -> float:
     """E-measure of the prediction binarised at the adaptive threshold."""
-    fg_fg, fg_bg = _adaptive_counts(pair)
-    gt_fg = int(pair.hist[:, 1].sum())
+    fg_fg, fg_bg = pair.adaptive_counts
+    gt_fg = pair.truth.object_pixels
     return float(_enhanced_alignment_sum(fg_fg, fg_bg, gt_fg, pair.size) / (pair.size - 1 + EPS))
 
 
@@ -296,7 +358,7 @@ def _object_similarity(values: np.ndarray, counts: np.ndarray) -> float:
 
 
 def _object_score(pair: PreparedPair) -> float:
-    fg_ratio = pair.hist[:, 1].sum() / pair.size
+    fg_ratio = pair.truth.object_pixels / pair.size
     fg = _object_similarity(pair.values, pair.hist[:, 1])
     bg = _object_similarity(1 - pair.values, pair.hist[:, 0])
     return fg * fg_ratio + bg * (1 - fg_ratio)
@@ -346,8 +408,8 @@ def _constant_quadrant_ssim(pred: np.ndarray, gt_value: float) -> float:
     return 1.0 if beta == 0 else 0.0
 
 
-def _quadrant_ssim(pair: PreparedPair, rows: slice, cols: slice) -> float:
-    hist = level_hist(pair.raw[rows, cols], pair.gt[rows, cols])
+def _quadrant_ssim(pair: PreparedPair, quadrant: int, rows: slice, cols: slice) -> float:
+    hist = pair.quadrants[quadrant]
     levels, n_fg = np.count_nonzero(hist.sum(1)), hist[:, 1].sum()
     if levels == 1 and (n_fg == 0 or n_fg == hist.sum()):
         return _constant_quadrant_ssim(pair.pred[rows, cols], 1.0 if n_fg else 0.0)
@@ -363,16 +425,16 @@ def _region_score(pair: PreparedPair) -> float:
     w_rb = 1 - w_lt - w_rt - w_lb
     top, bottom, left, right = slice(None, y), slice(y, None), slice(None, x), slice(x, None)
     return (
-        w_lt * _quadrant_ssim(pair, top, left)
-        + w_rt * _quadrant_ssim(pair, top, right)
-        + w_lb * _quadrant_ssim(pair, bottom, left)
-        + w_rb * _quadrant_ssim(pair, bottom, right)
+        w_lt * _quadrant_ssim(pair, 0, top, left)
+        + w_rt * _quadrant_ssim(pair, 1, top, right)
+        + w_lb * _quadrant_ssim(pair, 2, bottom, left)
+        + w_rb * _quadrant_ssim(pair, 3, bottom, right)
     )
 
 
 def smeasure(pair: PreparedPair, alpha: float = 0.5) -> float:
     """Structure measure: alpha x object-aware + (1 - alpha) x region-aware similarity, clipped at 0."""
-    n_fg = pair.hist[:, 1].sum()
+    n_fg = pair.truth.object_pixels
     if n_fg == 0:
         return float(1 - pair.pred.mean())
     if n_fg == pair.size:
@@ -396,7 +458,16 @@ def _matlab_gaussian(size: int = 7, sigma: float = 5.0) -> np.ndarray:
     return k / k.sum()
 
 
+def _gaussian_1d(size: int = 7, sigma: float = 5.0) -> np.ndarray:
+    """The normalised 1-D Gaussian whose outer product with itself is ``_matlab_gaussian(size, sigma)`` where that
+    kernel has no entry under MATLAB's cut-off (eps x its max), as for 7 x 7, sigma 5 (tests check it)."""
+    x = np.arange(size) - (size - 1) / 2
+    g = np.exp(-x * x / (2 * sigma * sigma))
+    return g / g.sum()
+
+
 _GAUSS_7_5 = _matlab_gaussian()
+_GAUSS_7_5_1D = _gaussian_1d()
 
 
 def weighted_fmeasure(pair: PreparedPair, beta_sq: float = 1.0) -> float:
@@ -408,23 +479,24 @@ def weighted_fmeasure(pair: PreparedPair, beta_sq: float = 1.0) -> float:
     background pixel there finds the same nearest object pixel as in the whole image); the distance weights of
     all background pixels come from OpenCV's exact distance transform.
     """
-    gt, pred, truth = pair.gt, pair.pred, pair.truth
-    n_fg = int(pair.hist[:, 1].sum())
+    truth = pair.truth
+    n_fg = pair.truth.object_pixels
     if n_fg == 0:
         return 0.0
-    box = truth.object_box
-    gt_box = gt[box]
-    pred_box = pred[box]
-    err_box = pred_box.copy()  # |pred - gt|: pred on the background, 1 - pred on the object
-    np.subtract(1.0, pred_box, out=err_box, where=gt_box)
-    err_prop = np.take(err_box, truth.nearest_object_pixel)  # background pixels take their nearest object's error
+    # |pred - gt| is 1 - pred on an object pixel, and a background pixel takes its nearest object pixel's error:
+    # every pixel of the box gets 1 - pred of its nearest object pixel (itself on the object), looked up by level.
+    nearest_level = np.take(pair.raw[truth.object_box], truth.nearest_object_pixel)
+    err_prop = cv2.LUT(nearest_level, 1.0 - pair.values)
     # Every object pixel is >= 4 px inside the box, or the box meets the image border there: filtering the box
-    # with a zero border gives the same values on object pixels as filtering the whole image.
-    smoothed = cv2.filter2D(err_prop, cv2.CV_64F, _GAUSS_7_5, borderType=cv2.BORDER_CONSTANT)
-    min_err_fg = np.minimum(smoothed[gt_box], err_box[gt_box])  # object errors, lowered where smoothing lowers them
+    # with a zero border gives the same values on object pixels as filtering the whole image. The kernel is the
+    # outer product of two 1-D Gaussians (no entry falls below MATLAB's cut-off), so it is applied as two.
+    smoothed = cv2.sepFilter2D(err_prop, cv2.CV_64F, _GAUSS_7_5_1D, _GAUSS_7_5_1D, borderType=cv2.BORDER_CONSTANT)
+    on_object = truth.object_in_box
+    # object errors, lowered where smoothing lowers them
+    min_err_fg = np.minimum(smoothed.ravel().take(on_object), err_prop.ravel().take(on_object))
     # Background error is the prediction itself; its weight 2 - exp(ln(0.5) / 5 * distance) is 1 on the object
     # (distance 0), so the background sum is the whole-image sum minus the object's prediction sum.
-    fp = np.einsum("ij,ij->", pred, truth.background_weight) - np.dot(pair.hist[:, 1], pair.values)
+    fp = np.einsum("ij,ij->", pair.pred, truth.background_weight) - np.dot(pair.hist[:, 1], pair.values)
     tp = n_fg - min_err_fg.sum()
     recall = 1 - min_err_fg.mean()
     precision = tp / (tp + fp + EPS)
@@ -579,7 +651,7 @@ def per_image_scores(pair: PreparedPair, beta_sq: float = BETA_SQ) -> tuple[dict
         "adp_fm": adaptive_fmeasure(pair, beta_sq),
         "adp_em": adaptive_emeasure(pair),
         "boundary_iou": boundary_iou(
-            cv2.LUT(pair.raw, (pair.values >= 0.5).view(np.uint8)), None, gt_boundary=pair.truth.boundary
+            cv2.LUT(pair.raw, (pair.values >= 0.5).view(np.uint8)).view(np.bool_), None, gt_boundary=pair.truth.boundary
         ),
     }
     curves = {"precision": precision, "recall": recall, "fm": fm, "em": emeasure_curve(counts)}
