@@ -76,7 +76,7 @@ def test_bench_backbone_tiny(tmp_path, capsys):
 
 
 def test_interleaved_timing_runs_each_model_in_turn_every_round():
-    from segkit.bench.backbone import time_interleaved
+    from segkit.accel.timing import time_interleaved
 
     calls = []
     fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}

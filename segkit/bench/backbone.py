@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from torch import nn
 
 from segkit.accel.hardware import bf16_feature, bf16_pays, bf16_supported
 from segkit.accel.precision import autocast
+from segkit.accel.timing import sync, time_interleaved
 from segkit.models import create_backbone, prepare_for_inference
 
 RES2NET_VARIANTS = ("res2net50_48w_2s", "res2net50_26w_4s", "res2net50_14w_8s", "res2net50_26w_6s", "res2net50_26w_8s")
@@ -76,33 +76,9 @@ class BenchResult:
     interleaved_ms: dict[str, float] = field(default_factory=dict)  # batch-1 latencies timed in turn, per round
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_call(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
     """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
     return time_interleaved({"call": fn}, device, repeats, warmup)["call"]
-
-
-def time_interleaved(
-    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int
-) -> dict[str, float]:
-    """Median wall time in seconds of each of ``fns``, timed in turn within each of ``repeats`` rounds (after
-    ``warmup`` untimed calls of each), so that a slow stretch of the machine falls on all of them alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _goal_latencies_ms(
@@ -210,7 +186,7 @@ def _compiled_ms(
     start = time.perf_counter()
     with torch.inference_mode():
         compiled(x)
-    _sync(device)
+    sync(device)
     first_s = time.perf_counter() - start
     ms = _forward_ms(compiled, x, s, device)
     torch._dynamo.reset()

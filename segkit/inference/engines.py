@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from torch import nn
 
 from segkit.accel import decisions
 from segkit.accel.hardware import bf16_supported
+from segkit.accel.timing import time_interleaved
 from segkit.errors import SegkitError
 from segkit.version import __version__
 
@@ -285,16 +284,9 @@ def candidates(device: str, precision: str) -> list[str]:
 
 def time_nets(nets: dict[str, Net], x: torch.Tensor, rounds: int = TIMING_ROUNDS) -> dict[str, float]:
     """Median ms of each net on ``x``, timed in turn within each round (after one untimed call each)."""
-    times: dict[str, list[float]] = {name: [] for name in nets}
     with torch.inference_mode():
-        for net in nets.values():
-            net(x)
-        for _ in range(rounds):
-            for name, net in nets.items():
-                start = time.perf_counter()
-                net(x)
-                times[name].append(1e3 * (time.perf_counter() - start))
-    return {name: statistics.median(t) for name, t in times.items()}
+        seconds = time_interleaved({name: lambda n=net: n(x) for name, net in nets.items()}, x.device, rounds, 1)
+    return {name: 1e3 * s for name, s in seconds.items()}
 
 
 def fastest(ms: dict[str, float]) -> str:
