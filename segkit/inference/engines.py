@@ -223,10 +223,13 @@ class OpenVinoNet:
         return torch.from_numpy(np.array(request.get_output_tensor(0).data, copy=True))
 
 
+ORT_FP32_ONLY = "onnxruntime runs segkit's networks in fp32 only (its CPU provider has no bf16 path)"
+
+
 def engine_net(engine: str, graph: Path, precision: str) -> Net:
     if engine == "onnxruntime":
         if precision != "fp32":
-            raise EngineRefused("onnxruntime runs segkit's networks in fp32 only (its CPU provider has no bf16 path)")
+            raise EngineRefused(ORT_FP32_ONLY)
         return OrtNet(graph)
     if engine == "openvino":
         return OpenVinoNet(graph, precision)
@@ -378,8 +381,7 @@ def select_engine(requested: str, job: EngineJob) -> tuple[Net, EngineChoice]:
             )
         _need(requested)
         if requested == "onnxruntime" and job.precision != "fp32":
-            raise EngineRefused("onnxruntime runs segkit's networks in fp32 only (its CPU provider has no bf16 path); "
-                                "add --precision fp32")  # fmt: skip
+            raise EngineRefused(f"{ORT_FP32_ONLY}; add --precision fp32")
         net, words = job.checked(requested, weights_hash(job.model))
         return net, EngineChoice(requested, job.precision, f"{said}; checked: {words}")
     return _auto(job)
