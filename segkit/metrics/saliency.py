@@ -215,6 +215,8 @@ def prepare(pred: np.ndarray, gt: np.ndarray | SaliencyTruth) -> PreparedPair:
     truth = gt if isinstance(gt, SaliencyTruth) else SaliencyTruth(gt)
     gt_bool = truth.mask
     raw = np.ascontiguousarray(raw)
+    if raw.size == 0:
+        raise ValueError("the prediction has no pixels (an empty image cannot be scored)")
     quadrants = quadrant_hists(raw, truth.quadrant_codes)
     hist = quadrants.sum(0)
     present = np.flatnonzero(hist.any(1))
@@ -235,18 +237,6 @@ def quadrant_hists(raw: np.ndarray, codes: np.ndarray) -> np.ndarray:
         return counts.astype(np.int64).reshape(256, 4, 2).transpose(1, 0, 2)
     joint = np.bincount((raw.astype(np.int64) * 8 + codes).ravel(), minlength=256 * 8)
     return joint.reshape(256, 4, 2).transpose(1, 0, 2)
-
-
-def level_hist(raw: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """(256, 2) int64: pixels of each raw level on background (column 0) and object (column 1)."""
-    if raw.size < 2**24:  # OpenCV counts in float32: exact below 2^24 pixels
-        mask = np.ascontiguousarray(gt).view(np.uint8)
-        total = cv2.calcHist([raw], [0], None, [256], [0, 256]).ravel()  # (256, 1) or (256,) by OpenCV version
-        fg = cv2.calcHist([raw], [0], mask, [256], [0, 256]).ravel()
-        fg = fg.astype(np.int64)
-        return np.stack([total.astype(np.int64) - fg, fg], axis=1)
-    codes = raw.astype(np.int64) * 2 + gt
-    return np.bincount(codes.ravel(), minlength=512).reshape(256, 2)
 
 
 def mae(pair: PreparedPair) -> float:
@@ -480,7 +470,7 @@ def weighted_fmeasure(pair: PreparedPair, beta_sq: float = 1.0) -> float:
     all background pixels come from OpenCV's exact distance transform.
     """
     truth = pair.truth
-    n_fg = pair.truth.object_pixels
+    n_fg = truth.object_pixels
     if n_fg == 0:
         return 0.0
     # |pred - gt| is 1 - pred on an object pixel, and a background pixel takes its nearest object pixel's error:
