@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,11 +16,23 @@ from torch import nn
 SOD_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sod-reference"
 
 # The suite keeps its measured decisions (segkit.accel.decisions) in a folder of its own, never in the user's cache;
-# the commands the tests start inherit it.
-os.environ.setdefault("SEGKIT_CACHE_DIR", tempfile.mkdtemp(prefix="segkit-test-cache-"))
+# the commands the tests start inherit it. The process that made it removes it on exit.
+if "SEGKIT_CACHE_DIR" not in os.environ:
+    os.environ["SEGKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="segkit-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["SEGKIT_CACHE_DIR"], ignore_errors=True)
 # --engine auto means segkit's own path in the suite (an export and a timing per test checkpoint would cost minutes);
 # tests/test_engines.py clears it to test auto itself.
 os.environ.setdefault("SEGKIT_ENGINE", "torch")
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request):
+    """A folder for one test module's shared fixtures (trained checkpoints, exported folders), removed when the
+    module's tests are done: a checkpoint of the full network is some 100 MB, and the suite kept gigabytes until its
+    end (CI's disk once filled up mid-run). Per-test ``tmp_path`` folders go when their test passes (pyproject)."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -51,10 +51,10 @@ def _imports(node: ast.AST, module: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
+def tiny_checkpoint(module_tmp):
     from segkit.training.train import train
 
-    out = tmp_path_factory.mktemp("arch")
+    out = module_tmp
     result = train(load_config(None, ["task=saliency", f"out_dir={out}", "name=run", *TINY]))
     return result.run_dir / "best.pt"
 

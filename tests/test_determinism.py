@@ -54,11 +54,11 @@ def test_auto_precision_can_be_set_by_the_environment(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(module_tmp):
     from segkit.config import load_config
     from segkit.training.train import train
 
-    out = tmp_path_factory.mktemp("det")
+    out = module_tmp
     return train(load_config(None, ["task=segmentation", f"out_dir={out}", "name=t", "schedule.max_steps=1",
                                     *TINY])).run_dir  # fmt: skip
 

@@ -17,17 +17,17 @@ TINY = ["data.image_size=64", "data.batch_size=2", "data.workers=0", "schedule.m
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(module_tmp):
     from segkit.training.train import train
 
-    out = tmp_path_factory.mktemp("folder")
+    out = module_tmp
     cfg = load_config(None, ["task=segmentation", f"out_dir={out}", "name=r", "model.arch=unet", *TINY])
     return train(cfg).run_dir
 
 
 @pytest.fixture(scope="module")
-def folder(run_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "model"
+def folder(run_dir, module_tmp):
+    out = module_tmp / "model"
     assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--format", "folder", "--output", str(out)]) == 0
     return out
 

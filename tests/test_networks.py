@@ -197,6 +197,12 @@ def test_reordered_weights_are_kept_for_the_most_recently_used_shapes(monkeypatc
         for x in (a, b, a, c):
             assert max_rel_err(fused(x), conv(x).relu()) < 1e-5
     assert list(fused._packed) == [tuple(a.shape), tuple(c.shape)], "b was the least recently used"
+    # a fused convolution that has run copies (FasterOfTwo copies one): oneDNN's opaque weights are left out and
+    # the copy reorders its own on first use
+    copied = __import__("copy").deepcopy(fused)
+    assert copied._packed == {} and len(fused._packed) == 2
+    with torch.inference_mode():
+        assert max_rel_err(copied(a), conv(a).relu()) < 1e-5
 
 
 @pytest.mark.parametrize("fp32_faster", [True, False])

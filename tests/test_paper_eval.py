@@ -56,8 +56,8 @@ def pred_args(preds):
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory):
-    root = tmp_path_factory.mktemp("paper")
+def scored(module_tmp):
+    root = module_tmp
     data, preds = write_layout(root)
     out = root / "all.json"
     args = ["eval", "--task", "saliency", "--data", str(data), *pred_args(preds), "--json", str(out)]

@@ -15,8 +15,21 @@ TINY = [
 ]  # fmt: skip
 
 
+class _TrainedOnce(dict):
+    """A model per key, trained the first time a test asks for it: the parametrized tests that use them are spread
+    over the suite's workers, and a fixture that trained them all ran once per worker (some 3 min each time)."""
+
+    def __init__(self, out, train_one):
+        super().__init__()
+        self.out, self.train_one = out, train_one
+
+    def __missing__(self, key):
+        self[key] = self.train_one(self.out, key)
+        return self[key]
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_tmp):
     """Small models trained enough to make real decisions: the default recipe (AdamW, cosine) at 64 px, 60 steps
     for saliency (max F about 0.80; 99.93% of pixels agreed, metrics within 2e-4 when measured) and 100 for
     segmentation, whose class decisions need more training to sit away from their ties (60 steps left it at
@@ -25,23 +38,22 @@ def trained(tmp_path_factory):
     from segkit.config import default_config_path
     from segkit.training.train import train
 
-    out = tmp_path_factory.mktemp("prec")
     recipe = ["schedule.warmup_steps=10", "eval.interval_steps=0", "data.image_size=64",
               "data.workers=0", "model.backbone=res2net50_14w_8s", "model.decoder_channels=32"]  # fmt: skip
-    runs = {}
-    for task, steps in (("saliency", 60), ("segmentation", 100)):
-        cfg = load_config(
-            default_config_path(task), [f"out_dir={out}", f"name={task}", f"schedule.max_steps={steps}", *recipe]
-        )
-        runs[task] = train(cfg).run_dir / "best.pt"
-    return runs
+    steps = {"saliency": 60, "segmentation": 100}
+
+    def train_one(out, task):
+        sets = [f"out_dir={out}", f"name={task}", f"schedule.max_steps={steps[task]}", *recipe]
+        return train(load_config(default_config_path(task), sets)).run_dir / "best.pt"
+
+    return _TrainedOnce(module_tmp, train_one)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(module_tmp):
     from segkit.training.train import train
 
-    out = tmp_path_factory.mktemp("tiny")
+    out = module_tmp
     return train(
         load_config(None, ["task=saliency", f"out_dir={out}", "name=t", "schedule.max_steps=1", *TINY])
     ).run_dir
@@ -74,7 +86,7 @@ def test_bf16_input_refused_message_says_why(monkeypatch, tmp_path, tiny, capsys
 
 
 @pytest.fixture(scope="module")
-def trained_published(tmp_path_factory):
+def trained_published(module_tmp):
     """The published architectures trained briefly on their tasks' built-in data (random weights put most pixels
     at the threshold), in fp32 so that the run is the same on every CPU: PoolNet-Res2Net at its smallest size,
     128 px, batch 2, 30 steps at lr 3e-4 (max F 0.748 on the validation split, 99.87% of decisions identical, when
@@ -83,7 +95,6 @@ def trained_published(tmp_path_factory):
     from segkit.config import default_config_path
     from segkit.training.train import train
 
-    out = tmp_path_factory.mktemp("prec-published")
     common = ["amp=false", "schedule.warmup_steps=10", "eval.interval_steps=0", "data.workers=0",
               "eval.max_images=4", "model.backbone=res2net50_14w_8s"]  # fmt: skip
     recipes = {
@@ -92,11 +103,13 @@ def trained_published(tmp_path_factory):
         "pranet": ("polyp", ["data.image_size=64", "data.batch_size=4", "schedule.max_steps=60"]),
         "sinet-v2": ("camouflage", ["data.image_size=64", "data.batch_size=4", "schedule.max_steps=60"]),
     }  # fmt: skip
-    runs = {}
-    for arch, (task, recipe) in recipes.items():
+
+    def train_one(out, arch):
+        task, recipe = recipes[arch]
         sets = [f"out_dir={out}", f"name={arch}", f"model.arch={arch}", *common, *recipe]
-        runs[arch] = train(load_config(default_config_path(task), sets)).run_dir / "best.pt"
-    return runs
+        return train(load_config(default_config_path(task), sets)).run_dir / "best.pt"
+
+    return _TrainedOnce(module_tmp, train_one)
 
 
 def _bf16_agreement(checkpoint, task: str, max_images: int | None = None):

@@ -51,9 +51,9 @@ def authors_state(folder: Path) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="module")
-def released(published_reference, tmp_path_factory):
+def released(published_reference, module_tmp):
     """network name -> (released .pth as the authors save it, manifest, reference arrays)."""
-    out = tmp_path_factory.mktemp("released")
+    out = module_tmp
     files = {}
     for name in NETWORKS:
         state, manifest = authors_state(published_reference / name)

@@ -19,10 +19,10 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def checkpoints(module_tmp):
     from segkit.training.train import train
 
-    out = tmp_path_factory.mktemp("ckpt")
+    out = module_tmp
     return {
         task: train(load_config(None, [f"task={task}", f"out_dir={out}", f"name={task}", *TINY])).run_dir / "best.pt"
         for task in ("saliency", "segmentation")

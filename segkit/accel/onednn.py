@@ -100,6 +100,13 @@ class ConvAct(nn.Module):
         self._packed: dict[tuple[int, ...], torch.Tensor] = {}  # input shape -> weight in oneDNN's layout
         self.cudnn = False  # run relu / add_relu as one cuDNN call on CUDA inputs (``run_convs_on_cudnn``)
 
+    def __getstate__(self) -> dict:
+        """The state without the weights in oneDNN's layout: those are opaque tensors that ``copy.deepcopy`` and
+        pickling cannot copy (a bf16 ConvAct that had run once could not be copied); a copy packs its own."""
+        state = super().__getstate__()
+        state["_packed"] = {}
+        return state
+
     def _weight_for(self, x: torch.Tensor) -> torch.Tensor:
         """The weight reordered into oneDNN's layout for ``x``'s shape, made on the first input of that shape.
         Per shape, because a weight reordered without the input's shape can hit a pathological kernel (a 1x1
@@ -201,9 +208,7 @@ class FasterOfTwo(nn.Module):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
-        self.fp32 = copy.deepcopy(module).float()
-        if isinstance(self.fp32, ConvAct):
-            self.fp32._packed = {}  # reordered for its own dtype, on first use
+        self.fp32 = copy.deepcopy(module).float()  # a ConvAct's copy reorders its weight for fp32 on first use
         self.choice: dict[tuple, bool] = {}  # (input shape, dtype) -> run in fp32
 
     def _fp32(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ On a GPU only PyTorch runs (its CUDA-graph fast path); TensorRT is not wired in,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -192,13 +193,22 @@ class OrtNet:
         return torch.from_numpy(self.session.run(None, feed)[0])
 
 
+@functools.cache
+def _openvino_core():
+    """One OpenVINO ``Core`` for the process, kept to its end. Each Core's CPU plugin installs a signal stack of its
+    own on the main thread and later puts back one it found; after several Cores were made and dropped (a bench
+    timing fp32 and bf16 nets; OpenVINO 2026.4.1 on an AVX512-BF16 EPYC) the stack put back was one already
+    unmapped, and the next signal (Ctrl-C, a scheduler's SIGTERM) ended the process with a segmentation fault
+    instead of segkit's "interrupted" message. One Core that lives as long as the process never puts a stack back."""
+    return _need("openvino").Core()
+
+
 class OpenVinoNet:
     """An ONNX graph compiled by OpenVINO for the CPU as a ``Net``: per input shape (static shapes run faster than
     a dynamic graph), latency mode, segkit's thread count, inference in ``precision`` (bf16 only where native)."""
 
     def __init__(self, path: Path, precision: str = "fp32") -> None:
-        ov = _need("openvino")
-        self.core = ov.Core()
+        self.core = _openvino_core()
         self.model = self.core.read_model(str(path))
         self.config = {
             "PERFORMANCE_HINT": "LATENCY",
