@@ -88,3 +88,10 @@ def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(items):
+    """The tests marked slow first (a stable sort): the two workers then share the long ones from the start instead
+    of one worker running the last of them while the other waits (the suite ran 11.5 min on an AVX512-BF16 EPYC,
+    with a quarter of its worker time idle, when the bf16 agreement tests came last)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
