@@ -1,6 +1,8 @@
 """The inference path's precision and compilation: auto picks what the hardware runs natively, bf16 masks agree
 with fp32, a model that cannot compile runs eagerly after one line. Speed is measured by `segkit bench`, not here."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -13,19 +15,6 @@ TINY = [
     "data.image_size=64", "data.batch_size=4", "data.workers=0", "eval.max_images=4",
     "model.backbone=res2net50_14w_8s", "model.decoder_channels=16",
 ]  # fmt: skip
-
-
-class _TrainedOnce(dict):
-    """A model per key, trained the first time a test asks for it: the parametrized tests that use them are spread
-    over the suite's workers, and a fixture that trained them all ran once per worker (some 3 min each time)."""
-
-    def __init__(self, out, train_one):
-        super().__init__()
-        self.out, self.train_one = out, train_one
-
-    def __missing__(self, key):
-        self[key] = self.train_one(self.out, key)
-        return self[key]
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +31,12 @@ def trained(module_tmp):
               "data.workers=0", "model.backbone=res2net50_14w_8s", "model.decoder_channels=32"]  # fmt: skip
     steps = {"saliency": 60, "segmentation": 100}
 
-    def train_one(out, task):
-        sets = [f"out_dir={out}", f"name={task}", f"schedule.max_steps={steps[task]}", *recipe]
+    @functools.cache  # each model trained for the first test that asks, on its worker (not all on every worker)
+    def train_one(task):
+        sets = [f"out_dir={module_tmp}", f"name={task}", f"schedule.max_steps={steps[task]}", *recipe]
         return train(load_config(default_config_path(task), sets)).run_dir / "best.pt"
 
-    return _TrainedOnce(module_tmp, train_one)
+    return train_one
 
 
 @pytest.fixture(scope="module")
@@ -104,12 +94,13 @@ def trained_published(module_tmp):
         "sinet-v2": ("camouflage", ["data.image_size=64", "data.batch_size=4", "schedule.max_steps=60"]),
     }  # fmt: skip
 
-    def train_one(out, arch):
+    @functools.cache  # as in ``trained``
+    def train_one(arch):
         task, recipe = recipes[arch]
-        sets = [f"out_dir={out}", f"name={arch}", f"model.arch={arch}", *common, *recipe]
+        sets = [f"out_dir={module_tmp}", f"name={arch}", f"model.arch={arch}", *common, *recipe]
         return train(load_config(default_config_path(task), sets)).run_dir / "best.pt"
 
-    return _TrainedOnce(module_tmp, train_one)
+    return train_one
 
 
 def _bf16_agreement(checkpoint, task: str, max_images: int | None = None):
@@ -142,7 +133,7 @@ def _bf16_agreement(checkpoint, task: str, max_images: int | None = None):
 @pytest.mark.skipif(not segkit.accel.hardware.bf16_supported("cpu"), reason="this CPU has no native bf16")
 @pytest.mark.parametrize("task", ["saliency", "segmentation"])
 def test_bf16_masks_agree_with_fp32_on_the_builtin_validation_split(trained, task):
-    same, fp32, bf16 = _bf16_agreement(trained[task], task)
+    same, fp32, bf16 = _bf16_agreement(trained(task), task)
     assert same >= 0.995, f"{same:.4f} of pixels identical"
     for key, value in fp32.items():
         assert abs(bf16[key] - value) <= 0.002, (key, value, bf16[key])
@@ -154,7 +145,7 @@ def test_bf16_masks_agree_with_fp32_on_the_builtin_validation_split(trained, tas
     "arch,task", [("poolnet-res2net", "saliency"), ("pranet", "polyp"), ("sinet-v2", "camouflage")]
 )
 def test_bf16_masks_of_the_published_networks_agree_with_fp32(trained_published, arch, task):
-    same, _, _ = _bf16_agreement(trained_published[arch], task, max_images=24)
+    same, _, _ = _bf16_agreement(trained_published(arch), task, max_images=24)
     assert same >= 0.995, f"{same:.4f} of pixels identical"
 
 
