@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from segkit.data.io import write_bytes
 from segkit.errors import SegkitError
 
 
@@ -239,7 +240,9 @@ def validate(config: ExperimentConfig) -> None:
 
 
 def save_config(config: ExperimentConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    """Write ``config`` as YAML, whole or not at all (``write_bytes`` renames a finished file into place), so a
+    reader such as a second run checking the folder never sees half a file."""
+    write_bytes(path, yaml.safe_dump(to_dict(config), sort_keys=False).encode())
 
 
 def default_config_path(task: str) -> Path:

@@ -1,18 +1,22 @@
 """A run folder has one owner; signals never tear a checkpoint; divergence never saves bad weights; --resume --set."""
 
+import dataclasses
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 import torch
+import yaml
 
 import segkit.training.train as train_module
 from segkit.cli import main
+from segkit.config import default_config_path, load_config, save_config, to_dict
 from segkit.errors import SegkitError
 from segkit.inference.checkpoint import read_checkpoint
 from segkit.training.runfolder import LOCK_NAME, Interrupted, RunFolderLock, Signals
@@ -48,6 +52,33 @@ def test_a_second_training_into_a_busy_folder_refuses_and_changes_nothing(tmp_pa
     log = (out / "train.log").read_text()
     assert log.count("task saliency, backbone") == 1, "one run's log, not two mixed"
     assert read_checkpoint(out / "last.pt")["step"] == 3 and not (out / LOCK_NAME).exists()
+
+
+def test_config_yaml_is_never_seen_half_written(tmp_path):
+    """The busy-folder check above once read config.yaml while the first run was writing it (empty, then full):
+    save_config renames a finished file into place. A reader thread polls while it rewrites the file 300 times;
+    with a truncate-then-write it saw thousands of torn reads here."""
+    path = tmp_path / "config.yaml"
+    first = load_config(default_config_path("saliency"))
+    second = dataclasses.replace(first, seed=7)
+    whole = {yaml.safe_dump(to_dict(c), sort_keys=False) for c in (first, second)}
+    save_config(first, path)
+    torn, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            text = path.read_text()
+            if text not in whole:
+                torn.append(len(text))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(300):
+        save_config(second if i % 2 else first, path)
+    stop.set()
+    thread.join()
+    assert torn == [], f"{len(torn)} reads saw a partial config.yaml (lengths {sorted(set(torn))[:5]})"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"], "no temporary left beside it"
 
 
 def test_a_stale_lock_is_taken_over_and_a_live_one_on_this_host_refuses(tmp_path):
