@@ -203,6 +203,9 @@ def test_distance_weights_are_exact_and_the_same_on_every_run():
     for h, w in ((31, 17), (300, 400), (1200, 1600)):
         mask = _blob(rng, h, w)
         assert np.array_equal(exact_distance_to(mask), distance_transform_edt(~mask))
+    corner = np.zeros((700, 707), bool)
+    corner[0, 0] = True  # distances up to 995 px, just inside the rounding-safe range (float32 squares rounded)
+    assert np.array_equal(exact_distance_to(corner), distance_transform_edt(~corner))
     far = np.zeros((1500, 1500), bool)
     far[0, 0] = True  # distances beyond the rounding-safe range: SciPy's transform
     assert np.array_equal(exact_distance_to(far), distance_transform_edt(~far))
