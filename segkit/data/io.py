@@ -193,7 +193,9 @@ def list_images(folder: Path | str) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise SegkitError(f"folder '{folder}' does not exist")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    with os.scandir(folder) as entries:  # the entries' types come with the listing: no stat per file
+        names = [e.name for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file()]
+    return [folder / name for name in sorted(names)]
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:

@@ -97,7 +97,9 @@ class SaliencyTruth:
         feature transform; an object pixel is its own)."""
         box = self.mask[self.object_box]
         iy, ix = distance_transform_edt(~box, return_distances=False, return_indices=True)
-        return (iy * box.shape[1] + ix).astype(np.intp)  # numpy's own index type: no conversion per lookup
+        np.multiply(iy, box.shape[1], out=iy)  # in place: the flat index iy * width + ix
+        np.add(iy, ix, out=iy)
+        return iy.astype(np.intp)  # numpy's own index type: no conversion per lookup
 
     @cached_property
     def background_weight(self) -> np.ndarray:
