@@ -190,8 +190,13 @@ def _side_by_side(ours_s: float, ours_one_s: float, oracle_s: float, max_diff: f
     """The timings, both speed-ups (segkit on every core, and in one process as the loop runs), and whether the
     numbers agree (the speed-ups only count when they do)."""
     import os
+    from datetime import datetime, timezone
+
+    from segkit.bench.backbone import cpu_line
 
     return {
+        "machine": cpu_line(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "size": "400x300",
         "cores": os.cpu_count(),
         "segkit_eval_s": ours_s,
