@@ -225,3 +225,21 @@ def test_table_formats_and_curves_with_two_methods(tmp_path, capsys, fmt):
     out = capsys.readouterr().out
     assert {"md": "| A |", "csv": "A,", "latex": r"\toprule"}[fmt] in out and "B" in out
     assert curves.stat().st_size > 1000
+
+
+def test_scoring_saved_maps_loads_no_torch_and_keeps_freed_memory():
+    """``segkit eval`` on saved maps forks its workers cheaply only while torch is not loaded (folders._pool_context),
+    so the scoring modules, the allocator setting among them, must not import it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, segkit.evaluation.folders, segkit.accel.memory as m\n"
+        "print('torch' in sys.modules, m.keep_freed_memory())\n"
+    )
+    env = {**__import__("os").environ, "SEGKIT_KEEP_FREED_MEMORY": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["False", str(sys.platform == "linux")]
+    env["SEGKIT_KEEP_FREED_MEMORY"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["False", "False"], "the variable turns it off"

@@ -6,6 +6,14 @@ Nothing here knows a segkit network: a network's own block provides its inferenc
 ``segkit.models.res2net.Bottle2neck`` does), so this layer sits below ``segkit.models``.
 """
 
-from segkit.accel.fast import prepare_for_inference
-
 __all__ = ["prepare_for_inference"]
+
+
+def __getattr__(name: str):
+    """``prepare_for_inference`` imported on first use: ``segkit.accel.memory`` is also read by commands that never
+    load torch (``segkit eval`` on saved maps)."""
+    if name == "prepare_for_inference":
+        from segkit.accel.fast import prepare_for_inference
+
+        return prepare_for_inference
+    raise AttributeError(f"module 'segkit.accel' has no attribute {name!r}")
