@@ -17,9 +17,10 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _png(rows: np.ndarray, filters, extra=(), depth=8, colour=0, interlace=0, idat_parts=1) -> bytes:
+def _png(rows, filters, extra=(), depth=8, colour=0, interlace=0, idat_parts=1, tail=b"", size=None) -> bytes:
     """A PNG written by hand: ``rows`` (H, W) uint8 filtered as ``filters`` (one PNG filter type per row) with
-    this writer's own filtering (None, Sub, Up, Paeth), IDAT split in ``idat_parts``; ``extra`` chunks before it."""
+    this writer's own filtering (None, Sub, Up, Paeth), IDAT split in ``idat_parts``; ``extra`` chunks before it;
+    ``tail`` bytes compressed after the rows; ``size`` (width, height) written in the header instead of the real."""
     h, w = rows.shape
     data = bytearray()
     prev = np.zeros(w, np.int32)
@@ -40,8 +41,8 @@ def _png(rows: np.ndarray, filters, extra=(), depth=8, colour=0, interlace=0, id
             out = cur - pred
         data += bytes([f]) + (out % 256).astype(np.uint8).tobytes()
         prev = cur
-    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, interlace)
-    packed = zlib.compress(bytes(data))
+    header = struct.pack(">IIBBBBB", *(size or (w, h)), depth, colour, 0, 0, interlace)
+    packed = zlib.compress(bytes(data) + tail)
     cut = max(1, len(packed) // idat_parts)
     parts = [packed[i : i + cut] for i in range(0, len(packed), cut)]
     body = b"".join(_chunk(b"IDAT", p) for p in parts)
@@ -98,6 +99,19 @@ def test_other_files_are_left_to_opencv(noisy, why, kwargs):
     assert decode_grey_png(_png(noisy, filters, **rest)) is None, why
     if "filters" in kwargs:  # the writer above is right: OpenCV reads the same file as the image
         assert np.array_equal(_opencv(_png(noisy, filters)), noisy)
+
+
+def test_streams_that_do_not_hold_exactly_the_image_are_left_to_opencv(noisy):
+    """More data than the header's rows (or a header of 1.6 G pixels over a small stream: never inflated in full),
+    and IDAT chunks with another chunk between them."""
+    rows = [1] * noisy.shape[0]
+    assert decode_grey_png(_png(noisy, rows, tail=b"\x00" * 54)) is None, "one row more than the header says"
+    assert decode_grey_png(_png(noisy, rows, size=(40000, 40000))) is None
+    good = _png(noisy, rows, idat_parts=3)
+    first_idat = good.index(b"IDAT") - 4
+    second_idat = good.index(b"IDAT", first_idat + 8) - 4
+    split = good[:second_idat] + _chunk(b"tEXt", b"a\x00b") + good[second_idat:]
+    assert decode_grey_png(good) is not None and decode_grey_png(split) is None
 
 
 def test_colour_palette_and_broken_files_are_left_to_opencv(noisy):

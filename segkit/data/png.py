@@ -19,11 +19,11 @@ import numpy as np
 
 try:  # ISA-L's inflate and CRC: the same results as zlib's, faster
     from isal.isal_zlib import crc32 as _crc32
-    from isal.isal_zlib import decompress as _inflate
+    from isal.isal_zlib import decompressobj as _inflater
     from isal.isal_zlib import error as _InflateError
 except ImportError:  # pragma: no cover - isal is a dependency; a platform without its wheel still works
     from zlib import crc32 as _crc32
-    from zlib import decompress as _inflate
+    from zlib import decompressobj as _inflater
     from zlib import error as _InflateError
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -31,6 +31,7 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # palette, eXIf orientation, anything unknown) send the file to OpenCV.
 _IGNORED_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"tIME", b"pHYs"})
 _NONE, _SUB = 0, 1
+MAX_PIXELS = 2**30  # OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS): a larger header goes to OpenCV, which refuses it
 
 
 def decode_grey_png(data) -> np.ndarray | None:
@@ -43,12 +44,14 @@ def decode_grey_png(data) -> np.ndarray | None:
     if parts is None:
         return None
     width, height, idat = parts
-    try:
-        raw = _inflate(b"".join(idat))
+    expected = height * (width + 1)
+    inflater = _inflater()
+    try:  # at most one byte more than the image holds: a stream that inflates further is not this image
+        raw = inflater.decompress(b"".join(idat), expected + 1)
     except (_InflateError, ValueError):
         return None
-    if len(raw) != height * (width + 1):
-        return None
+    if len(raw) != expected or not inflater.eof:
+        return None  # short, long or unfinished: OpenCV decides
     rows = np.frombuffer(raw, np.uint8).reshape(height, width + 1)
     filters = rows[:, 0]
     if not np.all(filters <= _SUB):
@@ -67,7 +70,7 @@ def _chunks(view: memoryview) -> tuple[int, int, list[memoryview]] | None:
     """(width, height, IDAT payloads) when the header is 8-bit grey, not interlaced, every chunk's CRC is right
     and every chunk is one ``decode_grey_png`` may ignore; else None."""
     pos, n = 8, len(view)
-    header, idat = None, []
+    header, idat, idat_ended = None, [], False
     while pos + 12 <= n:
         length, kind = struct.unpack_from(">I4s", view, pos)
         end = pos + 12 + length
@@ -76,11 +79,13 @@ def _chunks(view: memoryview) -> tuple[int, int, list[memoryview]] | None:
         body = view[pos + 8 : pos + 8 + length]
         if kind == b"IHDR" and header is None and length == 13:
             header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT" and header is not None:
+        elif kind == b"IDAT" and header is not None and not idat_ended:
             idat.append(body)
         elif kind == b"IEND":
             break
-        elif kind not in _IGNORED_CHUNKS:
+        elif kind in _IGNORED_CHUNKS:
+            idat_ended = bool(idat)  # the IDAT chunks must follow one another
+        else:
             return None
         pos = end
     else:
@@ -88,7 +93,7 @@ def _chunks(view: memoryview) -> tuple[int, int, list[memoryview]] | None:
     if header is None or not idat:
         return None
     width, height, depth, colour, compression, filtering, interlace = header
-    if (depth, colour, compression, filtering, interlace) != (8, 0, 0, 0, 0) or not width or not height:
+    if (depth, colour, compression, filtering, interlace) != (8, 0, 0, 0, 0) or not 0 < width * height <= MAX_PIXELS:
         return None
     return width, height, idat
 
