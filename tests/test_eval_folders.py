@@ -230,6 +230,7 @@ def test_table_formats_and_curves_with_two_methods(tmp_path, capsys, fmt):
 def test_scoring_saved_maps_loads_no_torch_and_keeps_freed_memory():
     """``segkit eval`` on saved maps forks its workers cheaply only while torch is not loaded (folders._pool_context),
     so the scoring modules, the allocator setting among them, must not import it."""
+    import os
     import subprocess
     import sys
 
@@ -237,7 +238,7 @@ def test_scoring_saved_maps_loads_no_torch_and_keeps_freed_memory():
         "import sys, segkit.evaluation.folders, segkit.accel.memory as m\n"
         "print('torch' in sys.modules, m.keep_freed_memory())\n"
     )
-    env = {**__import__("os").environ, "SEGKIT_KEEP_FREED_MEMORY": "1"}
+    env = {**os.environ, "SEGKIT_KEEP_FREED_MEMORY": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["False", str(sys.platform == "linux")]
     env["SEGKIT_KEEP_FREED_MEMORY"] = "0"

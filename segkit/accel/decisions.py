@@ -44,7 +44,7 @@ def cache_file() -> Path:
 
 
 @functools.cache
-def _cpu() -> tuple[str, str]:
+def cpu_model_and_flags() -> tuple[str, str]:
     """The CPU's model name and its flags (Linux's /proc/cpuinfo; elsewhere what ``platform`` says)."""
     model, flags = platform.processor() or platform.machine(), ""
     try:
@@ -61,7 +61,7 @@ def _cpu() -> tuple[str, str]:
 
 def machine() -> dict:
     """What a measurement depends on."""
-    model, flags = _cpu()
+    model, flags = cpu_model_and_flags()
     return {
         "cpu": model,
         "flags_sha1": hashlib.sha1(flags.encode()).hexdigest()[:12],

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from segkit.accel.decisions import cpu_model_and_flags
 from segkit.accel.hardware import bf16_feature, bf16_pays, bf16_supported
 from segkit.accel.precision import autocast
 from segkit.accel.timing import sync, time_interleaved
@@ -237,7 +238,7 @@ def machine_info(device: torch.device) -> dict:
         "bf16": bf16_supported(device),
         "bf16_pays": bf16_pays(device),  # what training's autocast and --precision auto go by
         "bf16_feature": bf16_feature(device),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model_and_flags()[0],
         "cpu_line": cpu_line(),
     }
     if device.type == "cuda":
@@ -251,26 +252,10 @@ VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_til
 def cpu_line() -> str:
     """The CPU's model and the vector features that decide kernel speed here, e.g. 'AMD EPYC (avx2 fma avx512f
     avx512_bf16), 2 cores': the header of every speed figure."""
-    present: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                present = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    flags = " ".join(f for f in VECTOR_FLAGS if f in present) or "flags unknown"
-    return f"{_cpu_model()} ({flags}), {os.cpu_count()} cores"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    model, flags = cpu_model_and_flags()
+    present = set(flags.split())
+    vector = " ".join(f for f in VECTOR_FLAGS if f in present) or "flags unknown"
+    return f"{model} ({vector}), {os.cpu_count()} cores"
 
 
 def run_backbone_bench(s: BenchSettings, progress: Callable[[str], None] = print) -> BenchResult:
