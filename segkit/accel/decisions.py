@@ -26,6 +26,9 @@ from pathlib import Path
 
 import torch
 
+from segkit.data.io import write_bytes
+from segkit.errors import SegkitError
+
 CACHE_DIR_ENV = "SEGKIT_CACHE_DIR"
 REMEASURE_ENV = "SEGKIT_REMEASURE"
 AUTO_PRECISION_ENV = "SEGKIT_AUTO_PRECISION"
@@ -112,10 +115,8 @@ def _load() -> dict:
 
 def _store(data: dict) -> None:
     path = cache_file()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # not writable: measured again next time, nothing else changes
+        write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
+    except (OSError, SegkitError):
+        pass  # not writable: measured again next time, nothing else changes
