@@ -213,6 +213,77 @@ def test_distance_weights_are_exact_and_the_same_on_every_run():
     assert len({ours([(pred.copy(), gt.copy())])["wfm"] for _ in range(8)}) == 1
 
 
+def _tie_heavy_masks(rng):
+    """Masks where many background pixels are equally near several object pixels: pixel noise, scattered points,
+    blocks, ellipses, objects on the border."""
+    for i in range(240):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        kind = i % 4
+        if kind == 0:
+            yield rng.random((h, w)) < rng.uniform(0.01, 0.7)
+        elif kind == 1:
+            mask = np.zeros((h, w), bool)
+            mask[rng.integers(0, h, 4), rng.integers(0, w, 4)] = True
+            yield mask
+        elif kind == 2:
+            blocks = (rng.random((max(h // 6, 1), max(w // 6, 1))) < 0.4).astype(np.uint8)
+            yield cv2.resize(blocks, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        else:
+            yield _blob(rng, h, w)
+
+
+def test_band_nearest_pixel_is_scipys_feature_transform():
+    """Where the weighted F-measure's kernel reads (within 3 px of the object), the nearest object pixel found
+    from the exact squared distances is the one SciPy's exact feature transform picks, ties included."""
+    from scipy.ndimage import distance_transform_edt
+
+    from segkit.metrics.saliency import SaliencyTruth
+
+    rng = np.random.default_rng(11)
+    ties = 0
+    for mask in _tie_heavy_masks(rng):
+        if not mask.any():
+            continue
+        truth = SaliencyTruth(mask)
+        box = mask[truth.object_box]
+        iy, ix = distance_transform_edt(~box, return_distances=False, return_indices=True)
+        squared = truth.squared_distance[truth.object_box]
+        read = cv2.dilate(box.view(np.uint8), np.ones((7, 7), np.uint8)).view(bool)  # what the kernel reads
+        assert np.array_equal(truth.nearest_object_pixel[read], (iy * box.shape[1] + ix)[read])
+        ys, xs = np.nonzero(box)
+        for y, x in zip(*np.nonzero(read & ~box), strict=True):
+            ties += int(np.count_nonzero((ys - y) ** 2 + (xs - x) ** 2 == squared[y, x]) > 1)
+    assert ties > 10_000  # the cases do exercise the tie order
+
+
+def test_band_search_falls_back_to_scipy_when_distances_are_not_exact():
+    from segkit.metrics.saliency import SaliencyTruth, _feature_transform, band_nearest
+
+    mask = np.zeros((40, 50), bool)
+    mask[10:20, 15:30] = True
+    truth = SaliencyTruth(mask)
+    squared = truth.squared_distance.copy()
+    squared[squared == 1] = 3  # no two squares sum to 3: no offset lands on the object
+    assert band_nearest(mask, squared) is None
+    far = np.zeros((1500, 1500), bool)
+    far[1400, 3] = True  # distances beyond the rounding-safe range: no exact squares, SciPy's transform
+    truth = SaliencyTruth(far)
+    assert truth.squared_distance is None
+    assert np.array_equal(truth.nearest_object_pixel, _feature_transform(far[truth.object_box]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_weighted_f_with_tied_nearest_pixels_matches_pysodmetrics(seed):
+    rng = np.random.default_rng(seed)
+    for mask in _tie_heavy_masks(rng):
+        gt = mask.astype(np.uint8) * 255
+        pred = rng.integers(0, 256, gt.shape).astype(np.uint8)  # each tied pixel's choice changes the error
+        oracle = psm.WeightedFmeasure()
+        oracle.step(pred, gt)
+        got = SaliencyMetrics().update(pred, gt)["wfm"]
+        assert got == pytest.approx(oracle.get_results()["wfm"], abs=1e-12, rel=1e-12), gt.shape
+
+
 def test_separable_gaussian_is_matlabs_kernel():
     from segkit.metrics.saliency import _gaussian_1d, _matlab_gaussian
 

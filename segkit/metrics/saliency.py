@@ -36,7 +36,6 @@ from typing import ClassVar
 
 import cv2
 import numpy as np
-from scipy.ndimage import distance_transform_edt
 
 from segkit.metrics.arrays import as_2d_numpy
 from segkit.metrics.boundary import boundary_iou, boundary_width_px, mask_boundary
@@ -92,21 +91,31 @@ class SaliencyTruth:
         return codes
 
     @cached_property
+    def squared_distance(self) -> np.ndarray | None:
+        """int32 (H, W): each pixel's exact squared distance to the nearest object pixel (0 on the object), or None
+        where distances are too long for ``exact_squared_distance_to``."""
+        return exact_squared_distance_to(self.mask)
+
+    @cached_property
     def nearest_object_pixel(self) -> np.ndarray:
-        """Inside ``object_box``: the flat index (in the box) of each pixel's nearest object pixel (exact Euclidean
-        feature transform; an object pixel is its own)."""
+        """The box's shape (``object_box``): the flat index (in the box) of the nearest object pixel of each pixel
+        the weighted F-measure's kernel reads around the object (``band_nearest``); any other pixel its own."""
         box = self.mask[self.object_box]
-        iy, ix = distance_transform_edt(~box, return_distances=False, return_indices=True)
-        np.multiply(iy, box.shape[1], out=iy)  # in place: the flat index iy * width + ix
-        np.add(iy, ix, out=iy)
-        return iy.astype(np.intp)  # numpy's own index type: no conversion per lookup
+        found = None if self.squared_distance is None else band_nearest(box, self.squared_distance[self.object_box])
+        if found is None:
+            return _feature_transform(box)
+        nearest = np.arange(box.size, dtype=np.intp)  # numpy's own index type: no conversion per lookup
+        nearest[found[0]] = found[1]
+        return nearest.reshape(box.shape)
 
     @cached_property
     def background_weight(self) -> np.ndarray:
         """The weighted F-measure's weight 2 - exp(ln(0.5) / 5 * distance to the object): 1 on the object."""
-        squared = exact_squared_distance_to(self.mask)
+        squared = self.squared_distance
         if squared is not None:  # integers: the weight of each looked up in one table shared by every image
             return np.take(_distance_weights(int(squared.max(initial=0))), squared)
+        from scipy.ndimage import distance_transform_edt  # only for distances beyond _ROUNDING_SAFE_PX
+
         return _distance_weight(distance_transform_edt(~self.mask))
 
     @cached_property
@@ -139,8 +148,72 @@ def exact_distance_to(mask: np.ndarray) -> np.ndarray:
     gives it (sqrt of an integer): ``exact_squared_distance_to``, else SciPy's exact transform."""
     squared = exact_squared_distance_to(mask)
     if squared is None:
+        from scipy.ndimage import distance_transform_edt  # only for distances beyond _ROUNDING_SAFE_PX
+
         return distance_transform_edt(~mask)
     return np.sqrt(squared, dtype=np.float64)
+
+
+def _feature_transform(box: np.ndarray) -> np.ndarray:
+    """The flat index (in ``box``) of every pixel's nearest ``box`` pixel by SciPy's exact feature transform: the
+    slower way, for a ground truth whose distances ``exact_squared_distance_to`` cannot give."""
+    from scipy.ndimage import distance_transform_edt
+
+    iy, ix = distance_transform_edt(~box, return_distances=False, return_indices=True)
+    np.multiply(iy, box.shape[1], out=iy)  # in place: the flat index iy * width + ix
+    np.add(iy, ix, out=iy)
+    return iy.astype(np.intp)
+
+
+# The band the weighted F-measure's 7x7 kernel reads around the object: pixels within 3 px of an object pixel
+# along both axes, so within a squared distance of 18.
+_BAND_SQUARED = 2 * _GAUSS_RADIUS**2
+_BAND_REACH = math.isqrt(_BAND_SQUARED)  # the farthest a band pixel's nearest object pixel lies along one axis
+
+
+def _offsets_by_squared_distance(limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(limit + 1, n) row and column offsets: row k lists every (dy, dx) with dy^2 + dx^2 = k, ordered by dx, then
+    dy (the order in which SciPy's feature transform breaks ties between equally near pixels: the leftmost column,
+    then the top row), padded by repeating its last entry (an empty row: (0, 0))."""
+    reach = math.isqrt(limit)
+    rows: list[list[tuple[int, int]]] = [[] for _ in range(limit + 1)]
+    for dx in range(-reach, reach + 1):
+        for dy in range(-reach, reach + 1):
+            if dy * dy + dx * dx <= limit:
+                rows[dy * dy + dx * dx].append((dy, dx))
+    rows = [r or [(0, 0)] for r in rows]
+    width = max(len(r) for r in rows)
+    table = np.array([r + r[-1:] * (width - len(r)) for r in rows], dtype=np.intp)  # (limit + 1, width, 2)
+    return table[..., 0], table[..., 1]
+
+
+_TIE_DY, _TIE_DX = _offsets_by_squared_distance(_BAND_SQUARED)
+
+
+def band_nearest(mask: np.ndarray, squared: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The flat indices of the background pixels of ``mask`` within a squared distance of ``_BAND_SQUARED``, and
+    of each one's nearest ``mask`` pixel: the one SciPy's exact feature transform picks (the tests check it against
+    SciPy, ties included); None if ``squared`` (exact integer squared distances to ``mask``) does not fit ``mask``.
+
+    With the exact distance known, the nearest pixel is one of the few offsets at that distance (at most 8 within
+    the band): the first of them, in SciPy's tie order, that lands on the mask. Searched for the band's pixels
+    alone it costs a third of SciPy's transform of the object's box (0.36 against 1.3-1.7 ms for a 400 x 300 mask)."""
+    band = np.flatnonzero(cv2.inRange(squared, 1, _BAND_SQUARED))
+    if not band.size:
+        return band, band
+    h, w = mask.shape
+    r = _BAND_REACH
+    padded = np.zeros((h + 2 * r, w + 2 * r), np.bool_)  # offsets off the mask's edge land on background
+    padded[r : r + h, r : r + w] = mask
+    k = squared.ravel()[band]
+    rows, cols = np.divmod(band, w)
+    dy, dx = _TIE_DY[k], _TIE_DX[k]  # (n, candidates)
+    hits = padded.ravel()[((rows + r) * (w + 2 * r) + cols + r)[:, None] + dy * (w + 2 * r) + dx]
+    first = hits.argmax(1)
+    pick = np.arange(band.size), first
+    if not hits[pick].all():  # not exact distances: the caller takes SciPy's transform
+        return None
+    return band, band + dy[pick] * w + dx[pick]
 
 
 def _distance_weight(distance: np.ndarray) -> np.ndarray:
