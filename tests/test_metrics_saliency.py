@@ -249,7 +249,10 @@ def test_band_nearest_pixel_is_scipys_feature_transform():
         iy, ix = distance_transform_edt(~box, return_distances=False, return_indices=True)
         squared = truth.squared_distance[truth.object_box]
         read = cv2.dilate(box.view(np.uint8), np.ones((7, 7), np.uint8)).view(bool)  # what the kernel reads
-        assert np.array_equal(truth.nearest_object_pixel[read], (iy * box.shape[1] + ix)[read])
+        band, nearest = truth.nearest_object_pixel
+        assert np.array_equal(np.flatnonzero(read & ~box), np.intersect1d(band, np.flatnonzero(read)))
+        nearest_by_scipy = (iy * box.shape[1] + ix).ravel()
+        assert np.array_equal(nearest, nearest_by_scipy[band])
         ys, xs = np.nonzero(box)
         for y, x in zip(*np.nonzero(read & ~box), strict=True):
             ties += int(np.count_nonzero((ys - y) ** 2 + (xs - x) ** 2 == squared[y, x]) > 1)
@@ -269,7 +272,9 @@ def test_band_search_falls_back_to_scipy_when_distances_are_not_exact():
     far[1400, 3] = True  # distances beyond the rounding-safe range: no exact squares, SciPy's transform
     truth = SaliencyTruth(far)
     assert truth.squared_distance is None
-    assert np.array_equal(truth.nearest_object_pixel, _feature_transform(far[truth.object_box]))
+    band, nearest = truth.nearest_object_pixel
+    assert np.array_equal(band, np.arange(band.size))
+    assert np.array_equal(nearest, _feature_transform(far[truth.object_box]).ravel())
 
 
 @pytest.mark.parametrize("seed", range(3))

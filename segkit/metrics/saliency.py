@@ -97,16 +97,15 @@ class SaliencyTruth:
         return exact_squared_distance_to(self.mask)
 
     @cached_property
-    def nearest_object_pixel(self) -> np.ndarray:
-        """The box's shape (``object_box``): the flat index (in the box) of the nearest object pixel of each pixel
-        the weighted F-measure's kernel reads around the object (``band_nearest``); any other pixel its own."""
+    def nearest_object_pixel(self) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices inside ``object_box``: the background pixels the weighted F-measure's kernel reads around
+        the object, and the nearest object pixel of each (``band_nearest``; where exact squared distances are
+        not available, every pixel of the box and its nearest object pixel by SciPy's transform)."""
         box = self.mask[self.object_box]
         found = None if self.squared_distance is None else band_nearest(box, self.squared_distance[self.object_box])
         if found is None:
-            return _feature_transform(box)
-        nearest = np.arange(box.size, dtype=np.intp)  # numpy's own index type: no conversion per lookup
-        nearest[found[0]] = found[1]
-        return nearest.reshape(box.shape)
+            return np.arange(box.size, dtype=np.intp), _feature_transform(box).ravel()
+        return found
 
     @cached_property
     def background_weight(self) -> np.ndarray:
@@ -135,12 +134,10 @@ def exact_squared_distance_to(mask: np.ndarray) -> np.ndarray | None:
     transform is 4 times faster than SciPy's but returns float32 values up to 4e-6 off that vary from run to run in
     the last bits (measured); their squares, taken in float32 too, are within 0.02 of the true integer, so rounding
     them recovers it exactly, the same on every run. Beyond ``_ROUNDING_SAFE_PX`` float32 is too coarse for that."""
-    squared = cv2.distanceTransform((~mask).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    if squared.size and squared.max() > _ROUNDING_SAFE_PX:
+    distance = cv2.distanceTransform((~mask).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    if distance.size and distance.max() > _ROUNDING_SAFE_PX:
         return None
-    np.multiply(squared, squared, out=squared)
-    np.add(squared, 0.5, out=squared)  # near-integers: + 0.5 then truncation rounds them
-    return squared.astype(np.int32)
+    return cv2.multiply(distance, distance, dtype=cv2.CV_32S)  # the float32 square rounded to the nearest integer
 
 
 def exact_distance_to(mask: np.ndarray) -> np.ndarray:
@@ -550,8 +547,12 @@ def weighted_fmeasure(pair: PreparedPair, beta_sq: float = 1.0) -> float:
     if n_fg == 0:
         return 0.0
     # |pred - gt| is 1 - pred on an object pixel, and a background pixel takes its nearest object pixel's error:
-    # every pixel of the box gets 1 - pred of its nearest object pixel (itself on the object), looked up by level.
-    nearest_level = np.take(pair.raw[truth.object_box], truth.nearest_object_pixel)
+    # each object pixel keeps its level, each pixel of the band the kernel reads takes its nearest object pixel's
+    # (the rest of the box is never read on an object pixel), then 1 - pred is looked up by level.
+    nearest_level = pair.raw[truth.object_box].copy()
+    band, nearest = truth.nearest_object_pixel
+    flat = nearest_level.ravel()
+    flat[band] = flat[nearest]
     err_prop = cv2.LUT(nearest_level, 1.0 - pair.values)
     # Every object pixel is >= 4 px inside the box, or the box meets the image border there: filtering the box
     # with a zero border gives the same values on object pixels as filtering the whole image. The kernel is the
