@@ -53,11 +53,18 @@ def files_by_stem(folder: Path, notes: list[str]) -> dict[str, Path]:
     return chosen
 
 
-def pair_by_stem(pred_dir: Path, gt_dir: Path) -> Pairing:
-    """Pair each ground-truth file with the prediction of the same stem, else of the stem plus one of
-    ``PREDICTION_SUFFIXES``; a prediction is used for one ground truth at most."""
+def listed_by_stem(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """``files_by_stem`` of a folder and its notes."""
     notes: list[str] = []
-    gts = files_by_stem(gt_dir, notes)
+    return files_by_stem(folder, notes), notes
+
+
+def pair_by_stem(pred_dir: Path, gt_dir: Path, gt_listing: tuple[dict[str, Path], list[str]] | None = None) -> Pairing:
+    """Pair each ground-truth file with the prediction of the same stem, else of the stem plus one of
+    ``PREDICTION_SUFFIXES``; a prediction is used for one ground truth at most. ``gt_listing``:
+    ``listed_by_stem(gt_dir)`` made once for several methods."""
+    gts, gt_notes = gt_listing or listed_by_stem(gt_dir)
+    notes = list(gt_notes)
     if not gts:
         raise SegkitError(f"ground-truth folder '{gt_dir}' holds no image files")
     preds = files_by_stem(pred_dir, notes)
@@ -195,8 +202,9 @@ def plan_dataset(dataset: str, gt_dir: Path | str, methods: dict[str, Path | str
     """Pair each method's folder with the ground truth; a method with no matching file is ``unscored``."""
     gt_dir = Path(gt_dir)
     plan = Plan(dataset, gt_dir, {})
+    gt_listing = listed_by_stem(gt_dir)  # once for every method
     for method, pred_dir in methods.items():
-        pairing = pair_by_stem(Path(pred_dir), gt_dir)
+        pairing = pair_by_stem(Path(pred_dir), gt_dir, gt_listing)
         if pairing.pairs:
             plan.pairings[method] = pairing
         else:

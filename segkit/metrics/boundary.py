@@ -29,11 +29,12 @@ def mask_boundary(mask: np.ndarray, d: int) -> np.ndarray:
     """The mask's inner boundary of width ``d``: the mask minus its erosion by a 3x3 kernel applied ``d`` times,
     the mask being zero-padded by 1 px first (so pixels within ``d`` of the image edge count as boundary).
 
-    A 3x3 square eroded ``d`` times equals one erosion by a (2d+1) square, which OpenCV runs separably.
+    A 3x3 square eroded ``d`` times equals one erosion by a (2d+1) square, which OpenCV runs separably; a zero
+    border in place of the padding gives the same erosion (a pixel's window leaves the image exactly when it
+    reaches the padding) without copying the mask into a larger one.
     """
     m = np.ascontiguousarray(mask if mask.dtype == np.bool_ else mask != 0).view(np.uint8)  # 0/1, no copy of a bool
-    padded = cv2.copyMakeBorder(m, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    eroded = cv2.erode(padded, _square(2 * d + 1))[1:-1, 1:-1]
+    eroded = cv2.erode(m, _square(2 * d + 1), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return cv2.subtract(m, eroded).view(np.bool_)  # the erosion lies inside the mask: 1 exactly where m=1, eroded=0
 
 
@@ -56,7 +57,8 @@ def boundary_iou_counts(
         d = boundary_width_px(*pred.shape)
     bp = mask_boundary(pred, d)
     bg = gt_boundary if gt_boundary is not None else mask_boundary(gt, d)
-    return int(np.count_nonzero(bp & bg)), int(np.count_nonzero(bp | bg))
+    inter = int(np.count_nonzero(bp & bg))
+    return inter, int(np.count_nonzero(bp)) + int(np.count_nonzero(bg)) - inter
 
 
 def boundary_iou(
