@@ -244,3 +244,14 @@ def test_scoring_saved_maps_loads_no_torch_and_keeps_freed_memory():
     env["SEGKIT_KEEP_FREED_MEMORY"] = "0"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["False", "False"], "the variable turns it off"
+
+
+def test_read_ahead_hint_is_harmless_for_missing_unreadable_and_real_files(tmp_path):
+    """``will_read`` only advises the operating system: a missing path or a folder in the list raises nothing, and
+    the files read afterwards are what was written."""
+    from segkit.data.io import read_gray, will_read
+
+    image = np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    will_read([tmp_path / "a.png", tmp_path / "missing.png", tmp_path])
+    assert np.array_equal(read_gray(tmp_path / "a.png"), image)

@@ -25,6 +25,26 @@ class BadFileError(SegkitError):
         self.problem = problem
 
 
+def will_read(paths) -> None:
+    """Tell the operating system these files are about to be read (``posix_fadvise`` WILLNEED), so that those
+    not in its cache are fetched in the background while the caller works on the first ones: a file not cached
+    cost 250-330 us of reading, one asked for ahead 40-60 us in all (measured, 76 KB PNGs). Best effort: a file
+    that cannot be opened is left for the read itself to report; a no-op where the call does not exist."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def _read_bytes(path: Path) -> np.ndarray:
     try:
         data = np.fromfile(str(path), dtype=np.uint8)  # works for non-ASCII names, unlike cv2.imread

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from segkit.accel.memory import keep_freed_memory
-from segkit.data.io import BadFileError, list_images
+from segkit.data.io import BadFileError, list_images, will_read
 from segkit.errors import SegkitError
 from segkit.metrics.saliency import SaliencyMetrics, SaliencyScores
 from segkit.metrics.segmentation import SegmentationMetrics, SegmentationScores
@@ -121,6 +121,7 @@ def _score_chunk(job: Job) -> tuple[Job, dict[str, ChunkResult]]:
     """Each ground truth is read (and its own parts computed) once, then every method's prediction is scored."""
     task = get_task(job.task)
     out = {m: ChunkResult(task.metrics(job.num_classes)) for m in job.methods}
+    will_read(path for gt_path, preds in job.items for path in (gt_path, *preds.values()))
     for gt_path, preds in job.items:
         try:
             gt = task.read_mask(gt_path)
