@@ -538,9 +538,10 @@ def weighted_fmeasure(pair: PreparedPair, beta_sq: float = 1.0) -> float:
     (exact Euclidean feature transform), smoothed by a 7x7 Gaussian (sigma 5), weighted by distance.
 
     The propagated, smoothed error is only used on object pixels, so it is computed inside the object's
-    bounding box grown by the kernel radius and one pixel more (every object pixel lies inside the box, so each
-    background pixel there finds the same nearest object pixel as in the whole image); the distance weights of
-    all background pixels come from OpenCV's exact distance transform.
+    bounding box grown by the kernel radius and one pixel more, and only the background pixels the kernel reads
+    from an object pixel (within 3 px along both axes) take their nearest object pixel's error, found as SciPy's
+    transform finds it (``band_nearest``); the distance weights of all background pixels come from OpenCV's
+    exact distance transform, rounded to the exact squares.
     """
     truth = pair.truth
     n_fg = truth.object_pixels
