@@ -255,3 +255,24 @@ def test_read_ahead_hint_is_harmless_for_missing_unreadable_and_real_files(tmp_p
     cv2.imwrite(str(tmp_path / "a.png"), image)
     will_read([tmp_path / "a.png", tmp_path / "missing.png", tmp_path])
     assert np.array_equal(read_gray(tmp_path / "a.png"), image)
+
+
+def test_scoring_a_table_of_saved_maps_never_imports_scipy(tmp_path):
+    """SciPy's import (0.2 s, a twentieth of a 3 x 3 x 300 table) is only for ground truths with distances beyond
+    1000 px: scoring ordinary maps, table command included, leaves it unloaded."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(4)
+    for name in ("ECSSD", "HKU-IS"):
+        (tmp_path / "data" / name / "images").mkdir(parents=True)
+        _write_sal(tmp_path / "data" / name / "masks", ["a", "b", "c"], rng)
+        _write_sal(tmp_path / "maps" / name, ["a", "b", "c"], rng)
+    code = (
+        "import sys\nfrom segkit.cli import main\n"
+        f"rc = main(['eval', '--task', 'saliency', '--data', {str(tmp_path / 'data')!r}, '--pred', "
+        f"{str(tmp_path / 'maps')!r}, '--workers', '1'])\n"
+        "print(rc, 'scipy' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-3:] == ["0", "False", "False"], out
