@@ -276,3 +276,35 @@ def test_scoring_a_table_of_saved_maps_never_imports_scipy(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[-3:] == ["0", "False", "False"], out
+
+
+def test_files_are_asked_for_ahead_in_a_window_each_once(tmp_path, monkeypatch):
+    """Each file of a chunk is asked for ahead exactly once, before it is read, and never more than
+    ``READ_AHEAD`` ground truths' files ahead of the one being scored (a chunk of large files cannot flood the
+    page cache)."""
+    from segkit.evaluation import folders
+
+    rng = np.random.default_rng(5)
+    stems = [f"{i:03d}" for i in range(40)]
+    _write_sal(tmp_path / "gt", stems, rng)
+    _write_sal(tmp_path / "a", stems, rng)
+    _write_sal(tmp_path / "b", stems, rng)
+    plan = folders.plan_dataset("set", tmp_path / "gt", {"a": tmp_path / "a", "b": tmp_path / "b"})
+    job = folders.Job("saliency", folders._items_by_gt(plan), ("a", "b"))
+    asked: list[Path] = []
+    read: list[Path] = []
+    monkeypatch.setattr(folders, "will_read", lambda paths: asked.extend(paths))
+    task = folders.get_task("saliency")
+    original = type(task).read_mask
+
+    def reading(self, path):
+        assert Path(path) in asked, f"{path} read before it was asked for"
+        read.append(Path(path))
+        ahead = {p.stem for p in asked} - {p.stem for p in read}
+        assert len(ahead) <= folders.READ_AHEAD + 1, "asked for more than the window"
+        return original(self, path)
+
+    monkeypatch.setattr(type(task), "read_mask", reading)
+    _, out = folders._score_chunk(job)
+    assert sorted(asked) == sorted(read) and len(asked) == 3 * 40 == len(set(asked))
+    assert out["a"].metrics.count == out["b"].metrics.count == 40

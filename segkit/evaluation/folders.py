@@ -83,6 +83,10 @@ def pair_by_stem(pred_dir: Path, gt_dir: Path, gt_listing: tuple[dict[str, Path]
     return Pairing(pairs, missing, notes, extra)
 
 
+# Ground truths ahead of the one being scored whose files (with their predictions) are asked for (``will_read``)
+READ_AHEAD = 16
+
+
 @dataclass(frozen=True)
 class Job:
     """Ground truths of one dataset, each with the predictions (one per method) to score against it."""
@@ -121,8 +125,11 @@ def _score_chunk(job: Job) -> tuple[Job, dict[str, ChunkResult]]:
     """Each ground truth is read (and its own parts computed) once, then every method's prediction is scored."""
     task = get_task(job.task)
     out = {m: ChunkResult(task.metrics(job.num_classes)) for m in job.methods}
-    will_read(path for gt_path, preds in job.items for path in (gt_path, *preds.values()))
-    for gt_path, preds in job.items:
+    items = job.items
+    will_read(path for item in items[:READ_AHEAD] for path in _files(item))
+    for i, (gt_path, preds) in enumerate(items):
+        if i + READ_AHEAD < len(items):
+            will_read(_files(items[i + READ_AHEAD]))  # a window, so a chunk of large files never floods the cache
         try:
             gt = task.read_mask(gt_path)
         except BadFileError as err:
@@ -136,6 +143,11 @@ def _score_chunk(job: Job) -> tuple[Job, dict[str, ChunkResult]]:
                 out[method].surprising.append((str(gt_path), surprise))
             _score_pair(task, pred_path, gt, truth, job.strict_size, out[method])
     return job, out
+
+
+def _files(item: tuple[Path, dict[str, Path]]) -> tuple[Path, ...]:
+    """A ground truth's file and its predictions'."""
+    return (item[0], *item[1].values())
 
 
 def _score_pair(task, pred_path: Path, gt: np.ndarray, truth, strict_size: bool, out: ChunkResult) -> None:
