@@ -194,7 +194,7 @@ def band_nearest(mask: np.ndarray, squared: np.ndarray) -> tuple[np.ndarray, np.
 
     With the exact distance known, the nearest pixel is one of the few offsets at that distance (at most 8 within
     the band): the first of them, in SciPy's tie order, that lands on the mask. Searched for the band's pixels
-    alone it costs a third of SciPy's transform of the object's box (0.36 against 1.3-1.7 ms for a 400 x 300 mask)."""
+    alone it costs a quarter or less of SciPy's transform of the object's box (0.36 against 1.3-1.7 ms, 400 x 300)."""
     band = np.flatnonzero(cv2.inRange(squared, 1, _BAND_SQUARED))
     if not band.size:
         return band, band
