@@ -55,6 +55,7 @@ class GapSettings:
     profile: bool = True
     profile_split_multiple: int = 1
     only_compile_and_profile: bool = False  # skip the eager attempts and the convolution table
+    only: tuple[str, ...] = ()  # eager attempts whose names contain one of these (and no convolution table)
 
 
 @dataclass
@@ -303,6 +304,7 @@ def run_gap_bench(
     cudnn = {"split_multiple": 16, "cudnn_fused": True}
 
     def infer(name: str, benchmark: bool, **kw) -> tuple[str, Callable[[], Attempt]]:
+        kw = {"cudnn_fused": False, **kw}  # the separate steps unless the attempt is cuDNN's fusion
         return name, lambda: _inference_attempt(name, s, device, benchmark, **kw)
 
     def train(name: str, benchmark: bool) -> tuple[str, Callable[[], Attempt]]:
@@ -326,6 +328,7 @@ def run_gap_bench(
             [
                 infer("bf16 fast path, no CUDA graph", False, cuda_graphs=False, **bf16),
                 infer("bf16 fast path + cudnn.benchmark", True, **bf16),
+                infer("fp32 + benchmark + splits padded to 16", True, split_multiple=16),
                 infer("fp32 + splits padded to 16 + cuDNN fused conv/bias/add/ReLU", True, **cudnn),
                 infer("bf16 + splits padded to 16 + cuDNN fused conv/bias/add/ReLU", True, **cudnn, **bf16),
             ]
@@ -339,11 +342,13 @@ def run_gap_bench(
         *([train("bf16 training step", False)] if native_bf16 else []),
         *([train("bf16 training step + benchmark", True)] if gpu and native_bf16 else []),
     ]
+    if s.only:
+        plans = [(label, plan) for label, plan in plans if any(o in label for o in s.only)]
     for label, plan in [] if s.only_compile_and_profile else plans:
         progress(f"measuring: {label} ...")
         out["attempts"].append(_attempt_dict(plan()))
         update(out)
-    if not s.only_compile_and_profile:
+    if not s.only_compile_and_profile and not s.only:
         progress("timing each 3x3 convolution shape alone ...")
         out["conv_table"] = conv_table(s, device, torch.bfloat16 if native_bf16 else torch.float32)
         update(out)
@@ -416,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-profile", action="store_true", help="skip the profile of one forward")
     parser.add_argument("--profile-split-multiple", type=int, default=1, metavar="N", help="profile, splits padded")
     parser.add_argument("--only-compile-and-profile", action="store_true", help="skip the eager attempts")
+    parser.add_argument(
+        "--only", nargs="+", metavar="TEXT", help="only the eager attempts whose names contain a TEXT (no conv table)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON (after every step)")
     parser.add_argument("--compile-child", help=argparse.SUPPRESS)  # the child process of one compile attempt
     args = parser.parse_args(argv)
@@ -436,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=not args.no_profile,
         profile_split_multiple=args.profile_split_multiple,
         only_compile_and_profile=args.only_compile_and_profile,
+        only=tuple(args.only or ()),
     )
     update = (lambda result: write_gap_json(result, args.json)) if args.json else (lambda result: None)
     result = run_gap_bench(settings, progress=lambda m: print(m, file=sys.stderr, flush=True), update=update)

@@ -216,6 +216,11 @@ def test_bench_predict_networks_times_every_engine_side_by_side(tmp_path, capsys
     assert row["segkit_over_fastest_peer"] == pytest.approx(own / peer)
     assert "segkit/fastest peer" in capsys.readouterr().out
     assert main(["bench", "predict", "--networks", "nosuchnet"]) == 2
+    assert main(["bench", "predict", "--count", "2", "--device", "cuda"]) == 2
+    assert "--device applies to --networks only" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["bench", "predict", "--networks", "saliency default", "--device", "cuda"]) == 2
+        assert "no CUDA device is visible" in capsys.readouterr().err
 
 
 def test_bench_metrics_toolkit_flag_needs_a_checkout_and_a_table(tmp_path, capsys):

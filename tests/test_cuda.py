@@ -108,6 +108,7 @@ def test_predictor_on_cuda(tmp_path):
     predictor = segkit.Predictor(tmp_path / "p" / "last.pt", device="cuda")
     mask = predictor.predict(np.zeros((70, 90, 3), np.uint8))
     assert mask.shape == (70, 90) and mask.dtype == np.uint8
+    assert predictor.engine.name == "torch"  # the only engine on a GPU
 
 
 def test_split_padding_exact_on_cuda():
@@ -139,8 +140,9 @@ def test_cudnn_fused_convolutions_agree_with_separate_steps(precision):
     if not cudnn_fusion_available("cuda", dtype):
         pytest.skip(f"cuDNN's fused convolution + ReLU does not run in {precision} on this GPU")
     model = randomize_batchnorm(create_backbone("res2net50_26w_4s")).cuda().eval()
-    plain = prepare_for_inference(model, precision=precision)
-    fused = prepare_for_inference(model, precision=precision, cudnn_fused=True)
+    plain = prepare_for_inference(model, precision=precision, cudnn_fused=False)
+    fused = prepare_for_inference(model, precision=precision)  # the GPU default
+    assert not any(m.cudnn for m in plain.modules() if isinstance(m, ConvAct))
     switched = [m.cudnn for m in fused.modules() if isinstance(m, ConvAct) and m.post != "none"]
     assert switched and all(switched)
     for _ in range(2):  # captured as a CUDA graph, then replayed
@@ -150,3 +152,41 @@ def test_cudnn_fused_convolutions_agree_with_separate_steps(precision):
                 assert max_rel_err(g, w) < (1e-4 if precision == "fp32" else 3e-2)
     still = [m.cudnn for m in fused.modules() if isinstance(m, ConvAct) and m.post != "none"]
     assert any(still), "every convolution fell back to the separate steps: the fused path was not exercised"
+
+
+def test_bench_networks_on_cuda_times_eager_against_the_fast_path(tmp_path):
+    import json
+
+    from segkit.cli import main
+
+    out = tmp_path / "networks.json"
+    assert (
+        main(
+            [
+                "bench",
+                "predict",
+                "--networks",
+                "saliency default",
+                "--device",
+                "cuda",
+                "--rounds",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert result["machine"]["gpu"] and set(row["ms"]) == {
+        "torch eager fp32",
+        "torch eager bf16",
+        "segkit fp32",
+        "segkit bf16",
+    }
+    assert row["agreement"]["segkit bf16"].endswith("identical to PyTorch fp32 (limit 99.5%)")
+    own = min(row["ms"]["segkit fp32"], row["ms"]["segkit bf16"])
+    assert row["segkit_over_fastest_peer"] == pytest.approx(
+        own / min(row["ms"]["torch eager fp32"], row["ms"]["torch eager bf16"])
+    )

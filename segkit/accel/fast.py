@@ -360,7 +360,7 @@ def prepare_for_inference(
     compile: bool = False,
     split_multiple: int | None = None,
     onednn: bool | None = None,
-    cudnn_fused: bool = False,
+    cudnn_fused: bool | None = None,
 ) -> nn.Module:
     """An eval-mode copy of ``model`` for fast inference; in fp32 (the default) equal to ``model.eval()`` within
     1e-4 relative.
@@ -377,8 +377,9 @@ def prepare_for_inference(
     shape, bf16's atrous (ASPP) convolutions in the faster of bf16 and fp32 (``segkit.accel.onednn``); None:
     on a CPU where the operators exist, unless compiled (inductor fuses on its own); False: plain PyTorch modules
     (for ONNX export). ``cudnn_fused``: on a GPU, run each convolution with its bias, ReLU (and residual add) as
-    one cuDNN call where ``cudnn_fusion_available`` says it works; off by default until it is measured on a GPU
-    (``benchmarks/gap.py`` has it as an attempt).
+    one cuDNN call where ``cudnn_fusion_available`` says it works; None: so on a GPU (an H200 ran Res2Net-50 at
+    batch 32 1.69x faster in fp32 and 1.61x in bf16 with it, ``benchmarks/RESULTS.md``, "The same on a GPU");
+    False: PyTorch's separate convolution, add and ReLU.
     The original is left untouched.
     """
     from segkit.accel.hardware import resolve_precision
@@ -398,7 +399,7 @@ def prepare_for_inference(
         p.requires_grad_(False)
     if onednn:
         wrap_atrous(body)
-    if cudnn_fused and cudnn_fusion_available(device, dtype):
+    if cudnn_fused is not False and cudnn_fusion_available(device, dtype):
         run_convs_on_cudnn(body)
     fast = InferenceModel(body, dtype).eval()
     return run_as(fast, compile, device.type == "cuda" if cuda_graphs is None else cuda_graphs)

@@ -100,6 +100,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "checked against PyTorch and timed interleaved; last, segkit's fastest over the fastest other engine",
     )
     bp.add_argument("--rounds", type=int, default=5, help="--networks: interleaved timing rounds (default: 5)")
+    bp.add_argument(
+        "--device",
+        default="cpu",
+        help="--networks: cpu (every engine) or cuda (PyTorch eager fp32 and bf16 autocast against segkit's "
+        "CUDA-graph fast path; no other engine runs on a GPU here) (default: cpu)",
+    )
     bp.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bp.set_defaults(run=_run_bench_predict)
     bd = targets.add_parser("data", help="training pipeline samples/s per loader worker")
@@ -156,11 +162,13 @@ def _run_bench_predict(args: argparse.Namespace) -> int:
     from segkit.bench.predict import format_predict, run_predict_bench, write_predict_json
 
     if args.networks is not None:
+        from segkit.accel.hardware import check_device
         from segkit.bench.engines import format_networks, run_networks_bench
 
         _require_positive(args, "rounds")
+        check_device(args.device)
         result = run_networks_bench(
-            args.rounds, args.networks, progress=lambda m: print(m, file=sys.stderr, flush=True)
+            args.rounds, args.networks, lambda m: print(m, file=sys.stderr, flush=True), args.device
         )
         if not result["rows"]:
             raise SegkitError(f"--networks {' '.join(args.networks)} names none of segkit's networks")
@@ -169,6 +177,8 @@ def _run_bench_predict(args: argparse.Namespace) -> int:
             write_predict_json(result, args.json)
             print(f"wrote {args.json}")
         return 0
+    if args.device != "cpu":
+        raise SegkitError("--device applies to --networks only (segkit predict runs on a CUDA GPU when there is one)")
     _require_positive(args, "count")
     print(f"writing {args.count} images and timing both predictors ...", file=sys.stderr, flush=True)
     result = run_predict_bench(args.count, shlex.split(args.predict_args), mixed_sizes=args.mixed_sizes)

@@ -13,7 +13,9 @@ folder; segkit's cache folder where that is not writable), named by the weights'
 and changed weights export anew (the file of the old weights is removed). ``SEGKIT_ENGINE=torch|onnxruntime|openvino``
 sets what ``auto`` means without measuring (the test suite runs so).
 
-On a GPU only PyTorch runs (its CUDA-graph fast path); TensorRT is not wired in, since no GPU here can measure it.
+On a GPU only PyTorch runs (segkit's fast path: cuDNN's fused convolutions, CUDA graphs); TensorRT and ONNX
+Runtime's CUDA provider are not wired in, since the GPU lent here has neither and cannot be given them, so they could
+not be measured or checked (benchmarks/RESULTS.md, "Engines on the GPU").
 """
 
 from __future__ import annotations
