@@ -321,3 +321,30 @@ def test_an_empty_prediction_is_a_value_error():
 
     with pytest.raises(ValueError, match="no pixels"):  # what eval reports as a bad file, never a traceback
         SaliencyMetrics().update(np.zeros((0, 0), np.uint8), np.zeros((0, 0), np.uint8))
+
+
+@pytest.mark.parametrize("kind", ["noise", "constant", "two levels"])
+def test_binarised_map_and_line_counts_equal_the_pixelwise_forms(kind):
+    """The boundary IoU's binarised prediction (one OpenCV threshold on the raw levels) is ``pred >= t`` on the
+    prepared map at every threshold, none reached and all reached included; the object's size, box and centroid
+    from OpenCV's row and column sums equal numpy's on the mask."""
+    import segkit.metrics.saliency as sal
+
+    rng = np.random.default_rng(3)
+    raw = {
+        "noise": rng.integers(0, 256, (31, 47)),
+        "constant": np.full((31, 47), 77),
+        "two levels": rng.choice([40, 41], (31, 47)),
+    }[kind].astype(np.uint8)
+    truth = sal.SaliencyTruth(rng.random((31, 47)) > 0.7)
+    pair = sal.prepare(raw, truth)
+    for t in (-0.1, 0.0, 1 / 255, 0.5, 0.999, 1.0, 1.1):
+        assert np.array_equal(sal.binarised(pair, t), pair.pred >= t), t
+    mask = truth.mask
+    assert truth.object_pixels == np.count_nonzero(mask)
+    assert truth.centroid == sal._centroid(mask)
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    assert truth.object_box == (
+        slice(max(rows[0] - 4, 0), min(rows[-1] + 5, 31)),
+        slice(max(cols[0] - 4, 0), min(cols[-1] + 5, 47)),
+    )
