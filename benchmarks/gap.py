@@ -304,7 +304,9 @@ def run_gap_bench(
     cudnn = {"split_multiple": 16, "cudnn_fused": True}
 
     def infer(name: str, benchmark: bool, **kw) -> tuple[str, Callable[[], Attempt]]:
-        kw = {"cudnn_fused": False, **kw}  # the separate steps unless the attempt is cuDNN's fusion
+        if "cudnn_fused" not in kw:  # the separate steps unless the attempt is cuDNN's fusion (the GPU default)
+            kw["cudnn_fused"] = False
+            name += ", cuDNN fusion off" if gpu else ""
         return name, lambda: _inference_attempt(name, s, device, benchmark, **kw)
 
     def train(name: str, benchmark: bool) -> tuple[str, Callable[[], Attempt]]:

@@ -377,9 +377,9 @@ def prepare_for_inference(
     shape, bf16's atrous (ASPP) convolutions in the faster of bf16 and fp32 (``segkit.accel.onednn``); None:
     on a CPU where the operators exist, unless compiled (inductor fuses on its own); False: plain PyTorch modules
     (for ONNX export). ``cudnn_fused``: on a GPU, run each convolution with its bias, ReLU (and residual add) as
-    one cuDNN call where ``cudnn_fusion_available`` says it works; None: so on a GPU (an H200 ran Res2Net-50 at
-    batch 32 1.69x faster in fp32 and 1.61x in bf16 with it, ``benchmarks/RESULTS.md``, "The same on a GPU");
-    False: PyTorch's separate convolution, add and ReLU.
+    one cuDNN call where ``cudnn_fusion_available`` says it works; None: so on a GPU unless compiled (an H200 ran
+    Res2Net-50 at batch 32 1.69x faster in fp32 and 1.61x in bf16 with it, ``benchmarks/RESULTS.md``, "The same on
+    a GPU"); False: PyTorch's separate convolution, add and ReLU.
     The original is left untouched.
     """
     from segkit.accel.hardware import resolve_precision
@@ -399,7 +399,9 @@ def prepare_for_inference(
         p.requires_grad_(False)
     if onednn:
         wrap_atrous(body)
-    if cudnn_fused is not False and cudnn_fusion_available(device, dtype):
+    if cudnn_fused is None:
+        cudnn_fused = not compile  # inductor fuses on its own, as for oneDNN's operators
+    if cudnn_fused and cudnn_fusion_available(device, dtype):
         run_convs_on_cudnn(body)
     fast = InferenceModel(body, dtype).eval()
     return run_as(fast, compile, device.type == "cuda" if cuda_graphs is None else cuda_graphs)
