@@ -197,7 +197,7 @@ def test_reordered_weights_are_kept_for_the_most_recently_used_shapes(monkeypatc
         for x in (a, b, a, c):
             assert max_rel_err(fused(x), conv(x).relu()) < 1e-5
     assert list(fused._packed) == [tuple(a.shape), tuple(c.shape)], "b was the least recently used"
-    # a fused convolution that has run copies (FasterOfTwo copies one): oneDNN's opaque weights are left out and
+    # a fused convolution that has run copies (FastestAtrous copies one): oneDNN's opaque weights are left out and
     # the copy reorders its own on first use
     copied = __import__("copy").deepcopy(fused)
     assert copied._packed == {} and len(fused._packed) == 2
@@ -205,12 +205,13 @@ def test_reordered_weights_are_kept_for_the_most_recently_used_shapes(monkeypatc
         assert max_rel_err(copied(a), conv(a).relu()) < 1e-5
 
 
-@pytest.mark.parametrize("fp32_faster", [True, False])
+@pytest.mark.parametrize("fastest", ["bf16", "fp32", "bf16, padded", "fp32, padded"])
 @pytest.mark.parametrize("kind", ["depthwise", "dense + relu"])
-def test_atrous_convolutions_run_in_the_faster_precision_with_the_same_result(fp32_faster, kind, monkeypatch, tmp_path):
+def test_atrous_convolutions_run_in_their_fastest_form_with_the_same_result(fastest, kind, monkeypatch, tmp_path):
     """An ASPP's atrous convolutions in bf16 (DeepLabv3+'s depthwise ones, DeepLabv3's dense ones with their
-    ReLU) run in bf16 or fp32, whichever was timed faster for the input's shape; either gives the convolution's
-    result (to bf16 rounding) and the choice is kept per shape."""
+    ReLU) run in bf16 or fp32, padded explicitly or not, whichever form was timed fastest for the input's shape;
+    every form gives the convolution's result (to bf16 rounding), the choice is kept per shape, and the padded
+    forms share the weights."""
     import segkit.accel.onednn as onednn
 
     groups = 32 if kind == "depthwise" else 1
@@ -221,28 +222,49 @@ def test_atrous_convolutions_run_in_the_faster_precision_with_the_same_result(fp
     want_fn = conv if kind == "depthwise" else (lambda x: conv(x).relu())
     module16 = __import__("copy").deepcopy(module).bfloat16()
     assert onednn.atrous(module16)
-    wrapped = onednn.FasterOfTwo(module16)
+    wrapped = onednn.FastestAtrous(module16)
+    assert wrapped.forms() == ["bf16", "fp32", "bf16, padded", "fp32, padded"]
     timed = []
 
-    def fake_seconds(fn, x):
-        timed.append(fn)
-        return 1.0 if (fn is not wrapped.module) == fp32_faster else 2.0
+    def fake_time_forms(forms, x):
+        timed.append(list(forms))
+        return {form: 1.0 if form == fastest else 2.0 for form in forms}
 
-    monkeypatch.setattr(onednn, "_seconds", fake_seconds)
+    monkeypatch.setattr(onednn, "time_forms", fake_time_forms)
     monkeypatch.setenv("SEGKIT_CACHE_DIR", str(tmp_path))  # a machine that has not decided yet
     x = torch.randn(1, 32, 20, 24)
+    x16 = x.bfloat16().contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        got = [wrapped(x.bfloat16().contiguous(memory_format=torch.channels_last)) for _ in range(3)]
+        got = [wrapped(x16) for _ in range(3)] + [wrapped.run(form, x16) for form in wrapped.forms()]
         want = want_fn(x)
-    assert len(timed) == 2 and wrapped.choice == {(1, 32, 20, 24, "torch.bfloat16"): fp32_faster}
-    again = onednn.FasterOfTwo(module16)  # a new process's model on this machine: the kept decision, not timed
+    assert len(timed) == 1 and wrapped.choice == {(1, 32, 20, 24, "torch.bfloat16"): fastest}
+    again = onednn.FastestAtrous(module16)  # a new process's model on this machine: the kept decision, not timed
     with torch.inference_mode():
-        again(x.bfloat16().contiguous(memory_format=torch.channels_last))
-    assert len(timed) == 2 and again.choice == wrapped.choice
+        again(x16)
+    assert len(timed) == 1 and again.choice == wrapped.choice
     assert all(g.dtype == torch.bfloat16 and max_rel_err(g.float(), want) < 2e-2 for g in got)
     fp32_conv = wrapped.fp32 if kind == "depthwise" else wrapped.fp32.conv
     assert fp32_conv.weight.dtype == torch.float32
+    padded = wrapped.padded["fp32"].module
+    padded_conv = padded if kind == "depthwise" else padded.conv
+    assert padded_conv.padding == (0, 0) and fp32_conv.padding == (12, 12), "the twin's own padding"
+    assert padded_conv.weight is fp32_conv.weight, "the padded form shares the weights"
     assert not onednn.atrous(torch.nn.Conv2d(32, 32, 3, dilation=2)), "a backbone's dilation: bf16 as it is"
+
+
+def test_fp32_atrous_convolutions_choose_between_implicit_and_explicit_padding(monkeypatch, tmp_path):
+    import segkit.accel.onednn as onednn
+
+    conv = torch.nn.Conv2d(16, 16, 3, padding=18, dilation=18, groups=16).eval()
+    wrapped = onednn.FastestAtrous(conv)
+    assert wrapped.forms() == ["fp32", "fp32, padded"] and wrapped.fp32 is conv
+    monkeypatch.setattr(onednn, "time_forms", lambda forms, x: {"fp32": 2.0, "fp32, padded": 1.0})
+    monkeypatch.setenv("SEGKIT_CACHE_DIR", str(tmp_path))
+    x = torch.randn(1, 16, 12, 16).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got, want = wrapped(x), conv(x)
+    assert wrapped.choice == {(1, 16, 12, 16, "torch.float32"): "fp32, padded"}
+    assert max_rel_err(got, want) < 1e-5
 
 
 def _dilation(m) -> int:
@@ -255,14 +277,14 @@ def _dilation(m) -> int:
 @pytest.mark.skipif(not bf16_supported("cpu"), reason="no native bf16")
 @pytest.mark.parametrize(("arch", "rates"), [("deeplabv3plus", [6, 12, 18]), ("deeplabv3", [12, 24, 36])])
 def test_deeplab_bf16_fast_path_wraps_the_aspp_atrous_convolutions(arch, rates):
-    from segkit.accel.onednn import FasterOfTwo
+    from segkit.accel.onednn import FastestAtrous
 
     model = randomize_batchnorm(create_model("segmentation", num_classes=4, arch=arch)).eval()
-    fast = prepare_for_inference(model, precision="bf16")
-    wrapped = [m for m in fast.modules() if isinstance(m, FasterOfTwo)]
-    assert sorted(_dilation(m) for m in wrapped) == rates, "the ASPP's, not the backbone's dilation-2 convolutions"
-    assert_same_outputs(model, fast, torch.randn(1, 3, 64, 96), tolerance=5e-2)
-    assert not any(isinstance(m, FasterOfTwo) for m in prepare_for_inference(model).modules()), "fp32: as is"
+    for precision, tolerance in (("bf16", 5e-2), ("fp32", 1e-4)):
+        fast = prepare_for_inference(model, precision=precision)
+        wrapped = [m for m in fast.modules() if isinstance(m, FastestAtrous)]
+        assert sorted(_dilation(m) for m in wrapped) == rates, "the ASPP's, not the backbone's dilation-2 convs"
+        assert_same_outputs(model, fast, torch.randn(1, 3, 64, 96), tolerance=tolerance)
 
 
 def test_cudnn_fusion_is_never_used_on_a_cpu():

@@ -2,7 +2,7 @@
 after run.
 
 Timing decides two things (bf16 or fp32 for ``--precision auto`` and training's autocast; bf16 or fp32 for each
-atrous convolution, ``segkit.accel.onednn.FasterOfTwo``), and a timing on a busy machine can come out either way.
+atrous convolution, ``segkit.accel.onednn.FastestAtrous``), and a timing on a busy machine can come out either way.
 So each is measured the first time it is needed on a machine and kept in ``decisions.json`` under segkit's cache
 folder (``$SEGKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/segkit``, else ``~/.cache/segkit``), keyed by the CPU model,
 its instruction-set flags, the torch version and the thread count: another machine, another torch or another

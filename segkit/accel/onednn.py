@@ -15,7 +15,8 @@ the fast path is faster in both precisions (benchmarks/RESULTS.md, "Decisions th
 ``none`` (a convolution nothing follows that could be fused, still with its weight reordered per shape), run
 fused where ``onednn_available`` says the operators exist and agree with PyTorch's own convolution, and as
 ``conv``, ``add_`` and ``relu_`` elsewhere (CUDA, other builds, ONNX export): the same numbers either way, up to
-float rounding. ``FasterOfTwo`` runs an atrous convolution in bf16 or fp32, whichever is timed faster per shape.
+float rounding. ``FastestAtrous`` runs an atrous convolution in the fastest of its forms (bf16 or fp32, padding
+explicit or not), timed per shape.
 
 On a GPU the same fusion exists in cuDNN (convolution, bias, residual add and ReLU in one kernel), which PyTorch
 reaches through ``torch.cudnn_convolution_relu`` and ``torch.cudnn_convolution_add_relu`` (the operators of its
@@ -193,43 +194,113 @@ def run_convs_on_cudnn(module: nn.Module) -> None:
             m.cudnn = True
 
 
-class FasterOfTwo(nn.Module):
-    """A bf16 convolution (a bare ``nn.Conv2d`` or a ``ConvAct`` with one input) that runs in bf16 or, on a
-    float32 copy of its weights, in fp32: whichever measured faster on the first input of each shape (the fastest
-    of three timed calls each, after one untimed call).
+class FastestAtrous(nn.Module):
+    """An atrous convolution (a bare ``nn.Conv2d`` or a ``ConvAct`` with one input, bf16 or fp32) run in whichever
+    of its forms measured fastest on the first input of each shape (the fastest of three timed calls each, after
+    one untimed call): as it is; for bf16, on a float32 copy of its weights in fp32; and each of those on its
+    input zero-padded beforehand with the convolution itself unpadded (the same sums).
 
     For the atrous convolutions of DeepLabv3's and v3+'s ASPP (``atrous``): oneDNN's bf16 kernels for them are
-    often several times slower than its fp32 ones, and which case is slow depends on dilation and map size, so it
-    is measured rather than guessed (benchmarks/RESULTS.md, "Decisions that rest on a measurement"). fp32 is the
-    more precise of the two, so either choice keeps bf16's accuracy. The choice is made once per input shape and
-    kept.
+    often several times slower than its fp32 ones, and a dilated kernel wider than the map (rates 12 and 18 on the
+    24x32 map of a 384x512 image at output stride 16) gets oneDNN's generic grouped kernel instead of its depthwise
+    one unless the padding is explicit (4.4-18.8 against 1.2-2.0 ms there, the same numbers; but 0.4 against 1.0-1.4
+    ms at rate 6). Which case is slow depends on dilation and map size, so it is measured rather than guessed
+    (benchmarks/RESULTS.md, "Decisions that rest on a measurement"). fp32 is the more precise, so every choice keeps
+    the precision asked for. The choice is made once per input shape and kept.
     """
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
-        self.fp32 = copy.deepcopy(module).float()  # a ConvAct's copy reorders its weight for fp32 on first use
-        self.choice: dict[tuple, bool] = {}  # (input shape, dtype) -> run in fp32
+        self.bf16 = next(module.parameters()).dtype == torch.bfloat16
+        # a ConvAct's copy reorders its weight for fp32 on first use
+        self.fp32 = copy.deepcopy(module).float() if self.bf16 else module
+        self.padded = nn.ModuleDict()  # the forms on an explicitly padded input, sharing the weights above
+        if _explicitly_paddable(module):
+            if self.bf16:
+                self.padded["bf16"] = ExplicitPad(module)
+            self.padded["fp32"] = ExplicitPad(self.fp32)
+        self.choice: dict[tuple, str] = {}  # (input shape, dtype) -> the form that runs
 
-    def _fp32(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fp32(x.float()).to(x.dtype)
+    def forms(self) -> list[str]:
+        """The forms, the convolution as it is first (a tie keeps it)."""
+        native = ["bf16", "fp32"] if self.bf16 else ["fp32"]
+        return native + [f"{name}, padded" for name in self.padded]
+
+    def run(self, form: str, x: torch.Tensor) -> torch.Tensor:
+        precision, _, padded = form.partition(", ")
+        module = self.padded[precision] if padded else self.fp32 if precision == "fp32" else self.module
+        if precision == "fp32" and x.dtype != torch.float32:
+            return module(x.float()).to(x.dtype)
+        return module(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32 or x.requires_grad:
-            return self.fp32(x) if x.dtype == torch.float32 else self.module(x)
+        if x.requires_grad:
+            return self.module(x)
+        if x.dtype == torch.float32 and self.bf16:
+            return self.fp32(x)
         key = (*x.shape, str(x.dtype))
         if key not in self.choice:
             self.choice[key] = self._decide(x)
-        return self._fp32(x) if self.choice[key] else self.module(x)
+        return self.run(self.choice[key], x)
 
-    def _decide(self, x: torch.Tensor) -> bool:
-        """Whether fp32 runs this convolution faster for ``x``'s shape: timed once per machine, then kept
-        (``segkit.accel.decisions``), so every run of a job takes the same path."""
+    def _decide(self, x: torch.Tensor) -> str:
+        """The fastest form for ``x``'s shape: timed once per machine, then kept (``segkit.accel.decisions``), so
+        every run of a job takes the same path."""
         conv = self.fp32.conv if isinstance(self.fp32, ConvAct) else self.fp32
         post = self.fp32.post if isinstance(self.fp32, ConvAct) else "none"
         signature = f"{tuple(conv.weight.shape)}/d{conv.dilation}/g{conv.groups}/{post}/{tuple(x.shape)}/{x.dtype}"
-        value, _ = measured(f"faster_of_two:{signature}", lambda: _seconds(self._fp32, x) < _seconds(self.module, x))
-        return bool(value)
+
+        def fastest() -> str:
+            seconds = time_forms({form: functools.partial(self.run, form) for form in self.forms()}, x)
+            return min(seconds, key=seconds.get)
+
+        value, _ = measured(f"fastest_atrous:{signature}", fastest)
+        return value if value in self.forms() else self.forms()[0]
+
+
+def _explicitly_paddable(module: nn.Module) -> bool:
+    conv = module.conv if isinstance(module, ConvAct) else module
+    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str) and max(conv.padding) > 0
+
+
+class ExplicitPad(nn.Module):
+    """``module`` (a bare ``nn.Conv2d`` or a one-input ``ConvAct`` with zero padding) run on its input
+    zero-padded beforehand by a convolution without padding: the same sums. The twin shares ``module``'s
+    weights (nothing is copied but the small objects around them)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        conv = module.conv if isinstance(module, ConvAct) else module
+        ph, pw = conv.padding
+        self.pad = (pw, pw, ph, ph)
+        twin_conv = _twin(conv)
+        twin_conv.padding = (0, 0)
+        if isinstance(module, ConvAct):
+            twin = _twin(module)
+            twin._modules["conv"] = twin_conv
+            twin._args = ([0, 0], list(conv.stride), list(conv.dilation), conv.groups)
+            twin._packed = {}  # weights reordered for the padded input's shapes, its own
+            self.module = twin
+        else:
+            self.module = twin_conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(F.pad(x, self.pad))
+
+
+def _twin(module: nn.Module) -> nn.Module:
+    """A new module object with ``module``'s attributes and the same parameter tensors (its own dicts of them)."""
+    twin = copy.copy(module)
+    twin.__dict__ = dict(module.__dict__)
+    for name in ("_parameters", "_buffers", "_modules"):
+        twin.__dict__[name] = dict(module.__dict__[name])
+    return twin
+
+
+def time_forms(forms: dict, x: torch.Tensor) -> dict[str, float]:
+    """Seconds of each form on ``x`` (``_seconds``), in turn."""
+    return {form: _seconds(fn, x) for form, fn in forms.items()}
 
 
 def _seconds(fn, x: torch.Tensor, repeats: int = 3) -> float:
@@ -246,7 +317,7 @@ def _seconds(fn, x: torch.Tensor, repeats: int = 3) -> float:
     return best
 
 
-# The smallest dilation ``FasterOfTwo`` is tried for: the ASPP's rates (6-36) are; a backbone's own dilations (2 at
+# The smallest dilation ``FastestAtrous`` is tried for: the ASPP's rates (6-36) are; a backbone's own dilations (2 at
 # output stride 16, 2 and 4 at 8) are not, since there bf16 measured several times faster than fp32
 # (benchmarks/precision_sweep.py; benchmarks/RESULTS.md, "Decisions that rest on a measurement").
 ATROUS_MIN_DILATION = 6
@@ -254,7 +325,7 @@ ATROUS_MIN_DILATION = 6
 
 def atrous(module: nn.Module) -> bool:
     """A convolution with a dilation of at least ``ATROUS_MIN_DILATION``, dense or depthwise, bare or as a
-    one-input ``ConvAct``: ``FasterOfTwo`` wraps these in bf16."""
+    one-input ``ConvAct``: ``FastestAtrous`` wraps these."""
     if isinstance(module, ConvAct) and module.post == "add_relu":
         return False
     conv = module.conv if isinstance(module, ConvAct) else module
@@ -262,9 +333,9 @@ def atrous(module: nn.Module) -> bool:
 
 
 def wrap_atrous(module: nn.Module) -> None:
-    """Every bf16 atrous convolution in ``module`` as a ``FasterOfTwo`` (call after the bf16 cast)."""
+    """Every atrous convolution in ``module`` as a ``FastestAtrous`` (call after the cast to the precision)."""
     for name, child in list(module.named_children()):
-        if atrous(child) and next(child.parameters()).dtype == torch.bfloat16:
-            setattr(module, name, FasterOfTwo(child))
+        if atrous(child):
+            setattr(module, name, FastestAtrous(child))
         elif not isinstance(child, ConvAct):
             wrap_atrous(child)
