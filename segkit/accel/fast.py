@@ -374,7 +374,8 @@ def prepare_for_inference(
     CUDA graph and replayed. ``split_multiple``: pad each Res2Net split's width with zero channels to a multiple
     of this (exact; see ``FusedBottle2neck``); None: ``default_split_multiple`` of the weights' device.
     ``onednn``: run each convolution with its ReLU (and residual add) fused by oneDNN, weights prepacked per input
-    shape, bf16's atrous (ASPP) convolutions in the faster of bf16 and fp32 (``segkit.accel.onednn``); None:
+    shape, the atrous (ASPP) convolutions in the fastest of their forms (bf16 or fp32, padding explicit or not;
+    ``segkit.accel.onednn.FastestAtrous``); None:
     on a CPU where the operators exist, unless compiled (inductor fuses on its own); False: plain PyTorch modules
     (for ONNX export). ``cudnn_fused``: on a GPU, run each convolution with its bias, ReLU (and residual add) as
     one cuDNN call where ``cudnn_fusion_available`` says it works; None: so on a GPU unless compiled (an H200 ran
