@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from segkit.accel.hardware import bf16_supported
 from segkit.cli import main
 
 
@@ -230,6 +231,25 @@ def test_bench_predict_networks_times_every_engine_side_by_side(tmp_path, capsys
     if not torch.cuda.is_available():
         assert main(["bench", "predict", "--networks", "saliency default", "--device", "cuda"]) == 2
         assert "no CUDA device is visible" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    not bf16_supported("cpu"), reason="the bf16 columns need native bf16 (prepare_for_inference refuses it)"
+)
+def test_the_gpu_rows_code_runs_anywhere():
+    """``bench predict --networks --device cuda``'s row (tests/test_cuda.py runs it on a GPU), here on the CPU:
+    eager fp32 and bf16 against segkit's fast path in both, each checked against eager fp32, TF32 flags restored."""
+    from segkit.bench.engines import bench_network_on_gpu
+
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    row = bench_network_on_gpu("saliency default (demo)", "demo_saliency.yaml", 96, 96, 1, "cpu")
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == flags
+    assert set(row.ms) == {"torch eager fp32", "torch eager bf16", "segkit fp32", "segkit bf16"}
+    assert row.agreement["segkit fp32"].startswith("logits within") and "(limit 1e-04)" in row.agreement["segkit fp32"]
+    own = min(row.ms["segkit fp32"], row.ms["segkit bf16"])
+    assert row.segkit_over_fastest_peer == pytest.approx(
+        own / min(row.ms["torch eager fp32"], row.ms["torch eager bf16"])
+    )
 
 
 def test_bench_metrics_toolkit_flag_needs_a_checkout_and_a_table(tmp_path, capsys):
