@@ -134,15 +134,18 @@ def test_auto_precision_is_bf16_on_cuda_and_close_to_fp32():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cudnn_fused_convolutions_agree_with_separate_steps(precision):
-    from segkit.accel.onednn import ConvAct, cudnn_fusion_available
+    from segkit.accel.onednn import ConvAct, cudnn_fusion_available, cudnn_fusion_pays
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     if not cudnn_fusion_available("cuda", dtype):
         pytest.skip(f"cuDNN's fused convolution + ReLU does not run in {precision} on this GPU")
     model = randomize_batchnorm(create_backbone("res2net50_26w_4s")).cuda().eval()
     plain = prepare_for_inference(model, precision=precision, cudnn_fused=False)
-    fused = prepare_for_inference(model, precision=precision)  # the GPU default
+    fused = prepare_for_inference(model, precision=precision, cudnn_fused=True)
     assert not any(m.cudnn for m in plain.modules() if isinstance(m, ConvAct))
+    default = prepare_for_inference(model, precision=precision)  # fused where one timed convolution says it pays
+    pays = cudnn_fusion_pays("cuda", dtype)
+    assert all(m.cudnn == pays for m in default.modules() if isinstance(m, ConvAct) and m.post != "none")
     switched = [m.cudnn for m in fused.modules() if isinstance(m, ConvAct) and m.post != "none"]
     assert switched and all(switched)
     for _ in range(2):  # captured as a CUDA graph, then replayed

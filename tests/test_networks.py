@@ -300,6 +300,24 @@ def test_cudnn_fusion_is_never_used_on_a_cpu():
     assert_same_outputs(model, fast, torch.randn(1, 3, 64, 80))
 
 
+def test_cudnn_fusion_is_used_where_one_timed_convolution_says_it_pays(monkeypatch, tmp_path):
+    """The GPU default: cuDNN's fusion where it works and a convolution timed both ways is more than
+    ``CUDNN_FUSION_MIN_SPEEDUP`` faster fused; timed once per GPU model and dtype, then kept (faked GPU here)."""
+    import segkit.accel.onednn as onednn
+
+    timed = []
+    speedups = {torch.float32: 1.6, torch.bfloat16: 1.01}
+    monkeypatch.setattr(onednn, "cudnn_fusion_available", lambda device, dtype: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr(onednn, "time_cudnn_fusion", lambda device, dtype: timed.append(dtype) or speedups[dtype])
+    monkeypatch.setenv("SEGKIT_CACHE_DIR", str(tmp_path))
+    assert onednn.cudnn_fusion_pays("cuda", torch.float32) and not onednn.cudnn_fusion_pays("cuda", torch.bfloat16)
+    assert onednn.cudnn_fusion_pays("cuda", torch.float32)  # kept: not timed again
+    assert timed == [torch.float32, torch.bfloat16]
+    monkeypatch.setattr(onednn, "cudnn_fusion_available", lambda device, dtype: False)
+    assert not onednn.cudnn_fusion_pays("cuda", torch.float32), "never where the fused kernels do not work"
+
+
 def test_res2net_hierarchy_written_in_place_and_the_plain_form_for_autograd_and_onnx(monkeypatch):
     """The blocks write y_i over conv1's output (no concatenation) in inference, and build the concatenation where
     autograd records or a tracer (ONNX export) runs; all three give the eval model's outputs, and gradients reach

@@ -23,6 +23,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from segkit.accel.onednn import (
     ConvAct,
     cudnn_fusion_available,
+    cudnn_fusion_pays,
     fusable,
     onednn_available,
     run_convs_on_cudnn,
@@ -378,9 +379,10 @@ def prepare_for_inference(
     ``segkit.accel.onednn.FastestAtrous``); None:
     on a CPU where the operators exist, unless compiled (inductor fuses on its own); False: plain PyTorch modules
     (for ONNX export). ``cudnn_fused``: on a GPU, run each convolution with its bias, ReLU (and residual add) as
-    one cuDNN call where ``cudnn_fusion_available`` says it works; None: so on a GPU unless compiled (an H200 ran
-    Res2Net-50 at batch 32 1.69x faster in fp32 and 1.61x in bf16 with it, ``benchmarks/RESULTS.md``, "The same on
-    a GPU"); False: PyTorch's separate convolution, add and ReLU.
+    one cuDNN call where ``cudnn_fusion_available`` says it works; None: so on a GPU unless compiled, where one
+    convolution timed both ways says it is faster there (``cudnn_fusion_pays``, measured once per GPU model; an
+    H200 ran Res2Net-50 at batch 32 1.69x faster in fp32 and 1.61x in bf16 with it, ``benchmarks/RESULTS.md``,
+    "The same on a GPU"); False: PyTorch's separate convolution, add and ReLU.
     The original is left untouched.
     """
     from segkit.accel.hardware import resolve_precision
@@ -400,8 +402,8 @@ def prepare_for_inference(
         p.requires_grad_(False)
     if onednn:
         wrap_atrous(body)
-    if cudnn_fused is None:
-        cudnn_fused = not compile  # inductor fuses on its own, as for oneDNN's operators
+    if cudnn_fused is None:  # inductor fuses on its own, as for oneDNN's operators
+        cudnn_fused = not compile and cudnn_fusion_pays(device, dtype)
     if cudnn_fused and cudnn_fusion_available(device, dtype):
         run_convs_on_cudnn(body)
     fast = InferenceModel(body, dtype).eval()

@@ -23,8 +23,9 @@ reaches through ``torch.cudnn_convolution_relu`` and ``torch.cudnn_convolution_a
 frozen-graph fusion for CUDA). Without it PyTorch adds a folded convolution's bias, the residual and the ReLU as
 separate passes over the output, which a GPU profile found to be the largest share of Res2Net-50's forward after
 the convolutions (benchmarks/RESULTS.md, "The same on a GPU"). ``run_convs_on_cudnn`` switches a fast-path model
-to it; ``prepare_for_inference`` does so on a GPU unless ``cudnn_fused=False`` (measured by ``benchmarks/gap.py``:
-1.6-1.7x the throughput of the separate steps on an H200).
+to it; ``prepare_for_inference`` does so on a GPU where ``cudnn_fusion_pays`` (one convolution timed both ways,
+once per GPU model) unless ``cudnn_fused=False`` (measured by ``benchmarks/gap.py``: 1.6-1.7x the throughput of the
+separate steps on an H200).
 """
 
 from __future__ import annotations
@@ -182,6 +183,58 @@ def cudnn_fusion_available(device: torch.device | str, dtype: torch.dtype) -> bo
     if device.type != "cuda" or not torch.backends.cudnn.is_available():
         return False
     return _cudnn_fusion_agrees(device, dtype)
+
+
+# cuDNN's fusion is used where one representative convolution runs faster fused than as separate steps by more
+# than this (the H200 ran it 1.3-1.7x faster in whole networks: benchmarks/RESULTS.md, "The same on a GPU")
+CUDNN_FUSION_MIN_SPEEDUP = 1.05
+
+
+def cudnn_fusion_pays(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether cuDNN's fused convolution + bias + add + ReLU is faster than the separate steps on this GPU in
+    ``dtype``: one convolution timed both ways, once per GPU model and dtype, then kept (``segkit.accel.decisions``)."""
+    device = torch.device(device)
+    if not cudnn_fusion_available(device, dtype):
+        return False
+    name = f"cudnn_fusion_speedup:{torch.cuda.get_device_name(device)}/{dtype}"
+    value, _ = measured(name, lambda: time_cudnn_fusion(device, dtype))
+    return float(value) > CUDNN_FUSION_MIN_SPEEDUP
+
+
+def time_cudnn_fusion(device: torch.device, dtype: torch.dtype, repeats: int = 20) -> float:
+    """Separate-steps time / fused time of a 64 -> 64 channel 3x3 convolution with bias, residual add and ReLU on
+    8 maps of 128x128, channels-last (medians of ``repeats`` calls after 3 untimed ones)."""
+    import statistics
+    import time
+
+    from segkit.accel.timing import sync
+
+    gen = torch.Generator().manual_seed(0)
+    x, other = (torch.randn(8, 64, 128, 128, generator=gen) for _ in range(2))
+    w, b = torch.randn(64, 64, 3, 3, generator=gen) * 0.05, torch.randn(64, generator=gen)
+    x, other, w = (t.to(device, dtype).contiguous(memory_format=torch.channels_last) for t in (x, other, w))
+    b = b.to(device, dtype)
+
+    def separate():
+        return F.conv2d(x, w, b, padding=1).add_(other).relu_()
+
+    def fused():
+        return torch.cudnn_convolution_add_relu(x, w, other, 1.0, b, [1, 1], [1, 1], [1, 1], 1)
+
+    def median_s(fn) -> float:
+        with torch.no_grad():
+            for _ in range(3):
+                fn()
+            times = []
+            for _ in range(repeats):
+                sync(device)
+                start = time.perf_counter()
+                fn()
+                sync(device)
+                times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    return median_s(separate) / median_s(fused)
 
 
 def run_convs_on_cudnn(module: nn.Module) -> None:
