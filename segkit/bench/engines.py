@@ -109,7 +109,7 @@ def auto_pick(net: torch.nn.Module, cfg, folder: Path, precision: str = "auto") 
     os.environ["SEGKIT_CACHE_DIR"] = str(folder / f"cache-{precision}")
     try:
         predictor = Predictor(ckpt, device="cpu", precision=precision)
-        predictor.predict(np.zeros((64, 64, 3), np.uint8))  # the choice is made on the first image
+        predictor.predict(np.zeros((375, 500, 3), np.uint8))  # the choice is made on the first image (a photo's size)
     finally:
         os.environ.pop("SEGKIT_CACHE_DIR")
         os.environ.update({k: v for k, v in saved.items() if v is not None})
