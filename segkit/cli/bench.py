@@ -97,14 +97,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="instead: every network segkit ships (or those whose names contain a NAME: PraNet, SINet, PoolNet, "
         "DeepLab, saliency) at its own input size, batch 1, on every engine: PyTorch eager, segkit's own path "
         "(fp32, bf16 where native), ONNX Runtime, OpenVINO (fp32, bf16 where native; when installed), each "
-        "checked against PyTorch and timed interleaved; last, segkit's fastest over the fastest other engine",
+        "checked against PyTorch and timed interleaved; then segkit's fastest over the fastest other engine, and (on a "
+        "CPU) the engine --engine auto picks, with --precision auto and fp32, and its time over the fastest",
     )
     bp.add_argument("--rounds", type=int, default=5, help="--networks: interleaved timing rounds (default: 5)")
     bp.add_argument(
         "--device",
         default="cpu",
         help="--networks: cpu (every engine) or cuda (PyTorch eager fp32 and bf16 autocast against segkit's "
-        "CUDA-graph fast path; no other engine runs on a GPU here) (default: cpu)",
+        "fast path: cuDNN's fused convolutions where they pay, CUDA graphs; no other engine runs on a GPU here) "
+        "(default: cpu)",
     )
     bp.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bp.set_defaults(run=_run_bench_predict)
