@@ -203,11 +203,8 @@ def cudnn_fusion_pays(device: torch.device | str, dtype: torch.dtype) -> bool:
 
 def time_cudnn_fusion(device: torch.device, dtype: torch.dtype, repeats: int = 20) -> float:
     """Separate-steps time / fused time of a 64 -> 64 channel 3x3 convolution with bias, residual add and ReLU on
-    8 maps of 128x128, channels-last (medians of ``repeats`` calls after 3 untimed ones)."""
-    import statistics
-    import time
-
-    from segkit.accel.timing import sync
+    8 maps of 128x128, channels-last (medians of ``repeats`` interleaved calls after 3 untimed ones)."""
+    from segkit.accel.timing import time_interleaved
 
     gen = torch.Generator().manual_seed(0)
     x, other = (torch.randn(8, 64, 128, 128, generator=gen) for _ in range(2))
@@ -221,20 +218,9 @@ def time_cudnn_fusion(device: torch.device, dtype: torch.dtype, repeats: int = 2
     def fused():
         return torch.cudnn_convolution_add_relu(x, w, other, 1.0, b, [1, 1], [1, 1], [1, 1], 1)
 
-    def median_s(fn) -> float:
-        with torch.no_grad():
-            for _ in range(3):
-                fn()
-            times = []
-            for _ in range(repeats):
-                sync(device)
-                start = time.perf_counter()
-                fn()
-                sync(device)
-                times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
-    return median_s(separate) / median_s(fused)
+    with torch.no_grad():
+        seconds = time_interleaved({"separate": separate, "fused": fused}, device, repeats, 3)
+    return seconds["separate"] / seconds["fused"]
 
 
 def run_convs_on_cudnn(module: nn.Module) -> None:
@@ -329,14 +315,8 @@ class ExplicitPad(nn.Module):
         self.pad = (pw, pw, ph, ph)
         twin_conv = _twin(conv)
         twin_conv.padding = (0, 0)
-        if isinstance(module, ConvAct):
-            twin = _twin(module)
-            twin._modules["conv"] = twin_conv
-            twin._args = ([0, 0], list(conv.stride), list(conv.dilation), conv.groups)
-            twin._packed = {}  # weights reordered for the padded input's shapes, its own
-            self.module = twin
-        else:
-            self.module = twin_conv
+        # a ConvAct of its own: its oneDNN arguments and its weights reordered for the padded input's shapes
+        self.module = ConvAct(twin_conv, module.post, module.onednn) if isinstance(module, ConvAct) else twin_conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(F.pad(x, self.pad))

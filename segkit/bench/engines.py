@@ -99,12 +99,12 @@ def auto_pick(net: torch.nn.Module, cfg, folder: Path, precision: str = "auto") 
 
     from segkit.config import to_dict
     from segkit.inference.predictor import Predictor
-    from segkit.tasks import get_task
     from segkit.training.checkpoint import atomic_save
 
-    task = get_task(cfg.task)
     ckpt = folder / "net.pt"
-    atomic_save({"model": net.state_dict(), "config": to_dict(cfg), "num_classes": 21 if task.labels else 1}, ckpt)
+    atomic_save(
+        {"model": net.state_dict(), "config": to_dict(cfg), "num_classes": int(getattr(net, "num_classes", 1))}, ckpt
+    )
     saved = {k: os.environ.pop(k, None) for k in (engines.ENGINE_ENV, "SEGKIT_AUTO_PRECISION", "SEGKIT_CACHE_DIR")}
     os.environ["SEGKIT_CACHE_DIR"] = str(folder / f"cache-{precision}")
     try:
@@ -118,9 +118,7 @@ def auto_pick(net: torch.nn.Module, cfg, folder: Path, precision: str = "auto") 
     return f"{name} {choice.precision}", "; ".join([choice.reason, *choice.notes])
 
 
-def bench_network(
-    name: str, config_name: str, h: int, w: int, rounds: int, device: str = "cpu", auto: bool = True
-) -> NetworkRow:
+def bench_network(name: str, config_name: str, h: int, w: int, rounds: int, device: str = "cpu") -> NetworkRow:
     if device != "cpu":
         return bench_network_on_gpu(name, config_name, h, w, rounds, device)
     from segkit.models import prepare_for_inference
@@ -159,7 +157,7 @@ def bench_network(
             else:
                 row.left_out[column] = f"disagrees: {words}"
         row.ms = engines.time_nets(nets, x, rounds)
-        for precision in ("auto", "fp32") if auto and bf16_supported("cpu") else ("auto",) if auto else ():
+        for precision in ("auto", "fp32") if bf16_supported("cpu") else ("auto",):
             row.auto[precision], row.auto_reason[precision] = auto_pick(net, cfg, Path(tmp), precision)
     own = min(v for k, v in row.ms.items() if k.startswith("segkit"))
     others = [v for k, v in row.ms.items() if not k.startswith("segkit") and k != "torch eager fp32"]
