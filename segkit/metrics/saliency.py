@@ -457,13 +457,9 @@ def _ssim(values: np.ndarray, hist: np.ndarray) -> float:
     return 1.0 if beta == 0 else 0.0
 
 
-def _centroid(gt: np.ndarray) -> tuple[int, int]:
-    """1-based (x, y) split point: the rounded centroid of the object (the image centre when empty)."""
-    return _centroid_from_counts(np.count_nonzero(gt, axis=1), np.count_nonzero(gt, axis=0))
-
-
 def _centroid_from_counts(row_counts: np.ndarray, col_counts: np.ndarray) -> tuple[int, int]:
-    """``_centroid`` from the object's pixel counts per row and per column."""
+    """1-based (x, y) split point: the rounded centroid of the object (the image centre when empty), from the
+    object's pixel counts per row and per column."""
     h, w = row_counts.size, col_counts.size
     n = row_counts.sum()
     if n == 0:
