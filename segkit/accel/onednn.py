@@ -74,14 +74,14 @@ def onednn_available() -> bool:
     return agree and torch.allclose(added, (want + other).relu(), atol=1e-4)
 
 
+def _zero_padded_by_numbers(conv: nn.Module) -> bool:
+    """Zero padding given as numbers (not "same"/"valid", not reflect or replicate)."""
+    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
+
 def fusable(conv: nn.Module) -> bool:
     """A plain 2-D convolution oneDNN's fused operator takes: zero padding given as numbers."""
-    return (
-        type(conv) is nn.Conv2d
-        and conv.padding_mode == "zeros"
-        and not isinstance(conv.padding, str)
-        and conv.weight.device.type == "cpu"
-    )
+    return type(conv) is nn.Conv2d and _zero_padded_by_numbers(conv) and conv.weight.device.type == "cpu"
 
 
 class ConvAct(nn.Module):
@@ -300,7 +300,7 @@ class FastestAtrous(nn.Module):
 
 def _explicitly_paddable(module: nn.Module) -> bool:
     conv = module.conv if isinstance(module, ConvAct) else module
-    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str) and max(conv.padding) > 0
+    return _zero_padded_by_numbers(conv) and max(conv.padding) > 0
 
 
 class ExplicitPad(nn.Module):
