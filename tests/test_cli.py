@@ -257,3 +257,5 @@ def test_bench_metrics_toolkit_flag_needs_a_checkout_and_a_table(tmp_path, capsy
     assert "is not a PySODEvalToolkit checkout (no eval.py in it)" in capsys.readouterr().err
     assert main(["bench", "metrics", "--toolkit", str(tmp_path)]) == 2
     assert "--toolkit times PySODEvalToolkit on a results table" in capsys.readouterr().err
+    assert main(["bench", "metrics", "--rounds", "0"]) == 2
+    assert "--rounds must be positive integers" in capsys.readouterr().err

@@ -278,3 +278,20 @@ def test_bench_metrics_table_case_compares_every_cell(tmp_path):
     one = result["segkit_eval_one_process_s"]
     assert result["speedup_one_process"] == pytest.approx(result["reference_s"] / one)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["SET0", "SET1"]
+
+
+def test_bench_metrics_rounds_report_medians_and_each_round(tmp_path):
+    """With --rounds the three runs repeat in turn: the times reported are the medians of each round's, the
+    speed-up per round is that round's ratio, and every round's numbers are compared."""
+    import statistics
+
+    from segkit.bench.metrics import run_metrics_bench
+
+    result = run_metrics_bench(count=4, workdir=tmp_path, rounds=3)
+    assert result["rounds"] == 3 and result["same_numbers"]
+    for key in ("segkit_eval_s", "segkit_eval_one_process_s", "reference_s"):
+        times = result[f"{key}_by_round"]
+        assert len(times) == 3 and result[key] == statistics.median(times)
+    per_round = [r / o for r, o in zip(result["reference_s_by_round"], result["segkit_eval_s_by_round"], strict=True)]
+    assert result["speedup_all_cores_by_round"] == pytest.approx(per_round)
+    assert result["speedup_all_cores"] == pytest.approx(result["reference_s"] / result["segkit_eval_s"])

@@ -3,7 +3,9 @@ folder of pairs or on a methods x datasets table.
 
 Both run as whole processes (start-up and file reading included) over the same folders, and their numbers are
 compared: the speed-up only counts when every metric agrees. segkit is timed twice: in one process (``--workers 1``,
-the loop's own terms) and with its default worker processes (every core), so both ratios are reported.
+the loop's own terms) and with its default worker processes (every core), so both ratios are reported. With
+``rounds`` above 1 the three runs are repeated in turn (segkit on every core, segkit in one process, the reference),
+so that a machine's drift falls on all three alike: the times reported are the medians, each round's ratio is kept.
 """
 
 from __future__ import annotations
@@ -158,11 +160,16 @@ def _toolkit_run(toolkit: Path, out: Path, root: Path, method_dirs: list[str], w
 
 
 def run_table_bench(
-    datasets: int = 3, methods: int = 3, count: int = 300, workdir: Path | None = None, toolkit: Path | None = None
+    datasets: int = 3,
+    methods: int = 3,
+    count: int = 300,
+    workdir: Path | None = None,
+    toolkit: Path | None = None,
+    rounds: int = 1,
 ) -> dict:
     """``segkit eval --data ROOT --pred ...`` (methods x datasets) against PySODEvalToolkit's eval.py when a
     checkout is given (``toolkit_dir``), else the plain PySODMetrics loop, over the same files; whole processes on
-    the same cores, numbers compared cell by cell."""
+    the same cores, numbers compared cell by cell in every round."""
     import os
 
     _need_pysodmetrics()
@@ -172,41 +179,76 @@ def run_table_bench(
         ours_json = out / "ours.json"
         ours_cmd = [sys.executable, "-m", "segkit", "eval", "--task", "saliency", "--data", str(root)]
         ours_cmd += [arg for m in method_dirs for arg in ("--pred", m)] + ["--json", str(ours_json)]
-        ours_s, ours_one_s = _timed(ours_cmd)[0], _timed([*ours_cmd, "--workers", "1"])[0]
         if toolkit is not None:
-            oracle_s, oracle = _toolkit_run(toolkit, out, root, method_dirs, os.cpu_count() or 1)
             against = f"PySODEvalToolkit's eval.py ({toolkit}, --num-workers {os.cpu_count()})"
+
+            def reference() -> tuple[float, dict]:
+                return _toolkit_run(toolkit, out, root, method_dirs, os.cpu_count() or 1)
         else:
-            oracle_s, oracle_out = _timed([sys.executable, "-c", ORACLE_TABLE_LOOP, str(root), *method_dirs])
-            oracle = json.loads(oracle_out)
             against = "a plain PySODMetrics loop (PySODEvalToolkit not given: --toolkit DIR or $PYSODEVALTOOLKIT)"
-        ours = json.loads(ours_json.read_text())["datasets"]
-    max_diff = max(abs(ours[d][m][k] - oracle[d][m][k]) for d in oracle for m in oracle[d] for k in COMPARED)
+
+            def reference() -> tuple[float, dict]:
+                seconds, printed = _timed([sys.executable, "-c", ORACLE_TABLE_LOOP, str(root), *method_dirs])
+                return seconds, json.loads(printed)
+
+        def differences(ours: dict, oracle: dict) -> float:
+            ours = ours["datasets"]
+            return max(abs(ours[d][m][k] - oracle[d][m][k]) for d in oracle for m in oracle[d] for k in COMPARED)
+
+        times = _in_turn(ours_cmd, ours_json, reference, differences, rounds)
     case = {"datasets": datasets, "methods": methods, "pairs_per_dataset": count, "against": against}
-    return {**case, **_side_by_side(ours_s, ours_one_s, oracle_s, max_diff)}
+    return {**case, **_side_by_side(*times)}
 
 
-def _side_by_side(ours_s: float, ours_one_s: float, oracle_s: float, max_diff: float) -> dict:
-    """The timings, both speed-ups (segkit on every core, and in one process as the loop runs), and whether the
-    numbers agree (the speed-ups only count when they do)."""
+def _in_turn(ours_cmd: list[str], ours_json: Path, reference, differences, rounds: int):
+    """``rounds`` rounds of: segkit on every core, segkit in one process (``--workers 1``), the reference
+    (``reference()`` -> (seconds, its numbers)); each round's numbers compared (``differences(ours, theirs)``).
+    (segkit's times, its one-process times, the reference's times, the largest difference over the rounds)."""
+    ours_s, ours_one_s, oracle_s, max_diff = [], [], [], 0.0
+    for _ in range(rounds):
+        ours_json.unlink(missing_ok=True)
+        ours_s.append(_timed(ours_cmd)[0])
+        ours = json.loads(ours_json.read_text())
+        ours_one_s.append(_timed([*ours_cmd, "--workers", "1"])[0])
+        seconds, oracle = reference()
+        oracle_s.append(seconds)
+        max_diff = max(max_diff, differences(ours, oracle), differences(json.loads(ours_json.read_text()), oracle))
+    return ours_s, ours_one_s, oracle_s, max_diff
+
+
+def _side_by_side(ours_s: list[float], ours_one_s: list[float], oracle_s: list[float], max_diff: float) -> dict:
+    """The timings (medians over the rounds), both speed-ups (segkit on every core, and in one process as the loop
+    runs), and whether the numbers agree (the speed-ups only count when they do); with several rounds, each
+    round's times and speed-ups too."""
     import os
+    import statistics
     from datetime import datetime, timezone
 
     from segkit.bench.backbone import cpu_line
 
-    return {
+    ours, ours_one, oracle = (statistics.median(v) for v in (ours_s, ours_one_s, oracle_s))
+    result = {
         "machine": cpu_line(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "size": "400x300",
         "cores": os.cpu_count(),
-        "segkit_eval_s": ours_s,
-        "segkit_eval_one_process_s": ours_one_s,
-        "reference_s": oracle_s,  # PySODEvalToolkit or the PySODMetrics loop ("against")
-        "speedup_all_cores": oracle_s / ours_s,
-        "speedup_one_process": oracle_s / ours_one_s,
+        "rounds": len(ours_s),
+        "segkit_eval_s": ours,
+        "segkit_eval_one_process_s": ours_one,
+        "reference_s": oracle,  # PySODEvalToolkit or the PySODMetrics loop ("against")
+        "speedup_all_cores": oracle / ours,
+        "speedup_one_process": oracle / ours_one,
         "max_abs_metric_difference": max_diff,
         "same_numbers": max_diff <= 1e-6,
     }
+    if len(ours_s) > 1:
+        result |= {
+            "segkit_eval_s_by_round": ours_s,
+            "segkit_eval_one_process_s_by_round": ours_one_s,
+            "reference_s_by_round": oracle_s,
+            "speedup_all_cores_by_round": [r / o for r, o in zip(oracle_s, ours_s, strict=True)],
+        }
+    return result
 
 
 def _need_pysodmetrics() -> None:
@@ -225,7 +267,7 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
     return elapsed, res.stdout
 
 
-def run_metrics_bench(count: int = 1000, workdir: Path | None = None) -> dict:
+def run_metrics_bench(count: int = 1000, workdir: Path | None = None, rounds: int = 1) -> dict:
     _need_pysodmetrics()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir or tmp)
@@ -233,10 +275,13 @@ def run_metrics_bench(count: int = 1000, workdir: Path | None = None) -> dict:
         ours_json = root / "ours.json"
         ours_cmd = [sys.executable, "-m", "segkit", "eval", "--task", "saliency", "--pred", str(pred_dir)]
         ours_cmd += ["--gt", str(gt_dir), "--json", str(ours_json)]
-        ours_s, ours_one_s = _timed(ours_cmd)[0], _timed([*ours_cmd, "--workers", "1"])[0]
-        oracle_s, oracle_out = _timed([sys.executable, "-c", ORACLE_LOOP, str(pred_dir), str(gt_dir)])
-        ours = json.loads(ours_json.read_text())
-    oracle = json.loads(oracle_out)
-    max_diff = max(abs(ours[k] - oracle[k]) for k in COMPARED)
-    against = "a plain PySODMetrics loop"
-    return {"pairs": count, "against": against, **_side_by_side(ours_s, ours_one_s, oracle_s, max_diff)}
+
+        def reference() -> tuple[float, dict]:
+            seconds, printed = _timed([sys.executable, "-c", ORACLE_LOOP, str(pred_dir), str(gt_dir)])
+            return seconds, json.loads(printed)
+
+        def differences(ours: dict, oracle: dict) -> float:
+            return max(abs(ours[k] - oracle[k]) for k in COMPARED)
+
+        times = _in_turn(ours_cmd, ours_json, reference, differences, rounds)
+    return {"pairs": count, "against": "a plain PySODMetrics loop", **_side_by_side(*times)}

@@ -64,6 +64,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the table case: time PySODEvalToolkit's own eval.py from this checkout (default: $PYSODEVALTOOLKIT) "
         "instead of the plain PySODMetrics loop; it needs tabulate and openpyxl",
     )
+    bm.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the runs in turn (segkit on every core, segkit in one process, the reference) this many times: "
+        "medians reported, with each round's times and speed-up (default: 1)",
+    )
     bm.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bm.set_defaults(run=_run_bench_metrics)
     bp = targets.add_parser(
@@ -201,20 +208,21 @@ def _run_bench_metrics(args: argparse.Namespace) -> int:
 
     from segkit.bench.metrics import run_metrics_bench, run_table_bench, toolkit_dir
 
-    if min(args.pairs, args.datasets, args.methods) < 1:
-        raise SegkitError("--pairs, --datasets and --methods must be positive integers")
+    if min(args.pairs, args.datasets, args.methods, args.rounds) < 1:
+        raise SegkitError("--pairs, --datasets, --methods and --rounds must be positive integers")
     if args.datasets == args.methods == 1:
         if args.toolkit:
             raise SegkitError(
                 "--toolkit times PySODEvalToolkit on a results table: give --datasets or --methods above 1"
             )
         print(f"writing {args.pairs} pairs and timing both evaluators ...", file=sys.stderr)
-        result = run_metrics_bench(args.pairs)
+        result = run_metrics_bench(args.pairs, rounds=args.rounds)
     else:
         total = args.pairs * args.datasets * args.methods
         print(f"writing {args.methods} methods x {args.datasets} datasets x {args.pairs} pairs ({total} scores) and "
               "timing both evaluators ...", file=sys.stderr)  # fmt: skip
-        result = run_table_bench(args.datasets, args.methods, args.pairs, toolkit=toolkit_dir(args.toolkit))
+        toolkit = toolkit_dir(args.toolkit)
+        result = run_table_bench(args.datasets, args.methods, args.pairs, toolkit=toolkit, rounds=args.rounds)
     _print_results(result, args.json)
     return 0 if result["same_numbers"] else 1
 
@@ -224,6 +232,8 @@ def _print_results(result: dict, json_path: str | None) -> None:
     import json
 
     for key, value in result.items():
+        if isinstance(value, list) and all(isinstance(v, float) for v in value):
+            value = " ".join(f"{v:.4g}" for v in value)
         print(f"{key:<36} {value:.6g}" if isinstance(value, float) else f"{key:<36} {value}")
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
