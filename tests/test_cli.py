@@ -160,7 +160,9 @@ def test_bench_predict_tiny(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["images"] == 2 and data["plain_s"] > 0 and data["segkit_s"] > 0
     assert data["pixels_agreeing"] > 0.99
-    assert "speed-up" in capsys.readouterr().out
+    assert data["segkit_ran"].startswith("engine ") and "precision fp32" in data["segkit_ran"], data["segkit_ran"]
+    out = capsys.readouterr().out
+    assert "speed-up" in out and f"segkit predict ran: {data['segkit_ran']}" in out
 
 
 def test_bench_bad_variant_is_a_clear_error(capsys):

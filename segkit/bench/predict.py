@@ -128,13 +128,20 @@ def write_models(folder: Path) -> tuple[Path, Path]:
     return ckpt, plain
 
 
-def _run(cmd: list[str], what: str) -> float:
+def _run(cmd: list[str], what: str) -> tuple[float, str]:
+    """(seconds, what the process wrote to stderr) of a whole process that must succeed."""
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SegkitError(f"{what} failed (exit {done.returncode}): {done.stderr.strip()[-800:]}")
-    return seconds
+    return seconds, done.stderr
+
+
+def _said_of(checkpoint: Path, stderr: str) -> str:
+    """What segkit predict said of the checkpoint it loaded (the engine, precision and why), or ''."""
+    prefix = f"{checkpoint.name}: "
+    return next((line.removeprefix(prefix) for line in stderr.splitlines() if line.startswith(prefix)), "")
 
 
 def agreement(a: Path, b: Path) -> float:
@@ -159,15 +166,16 @@ def run_predict_bench(
         ckpt, plain_weights = write_models(root)
         script = root / "plain_loop.py"
         script.write_text(PLAIN_LOOP)
-        plain_s = _run([sys.executable, str(script), str(folder), str(root / "plain"), str(plain_weights)], "plain")
+        plain_s = _run([sys.executable, str(script), str(folder), str(root / "plain"), str(plain_weights)], "plain")[0]
         cmd = [sys.executable, "-m", "segkit", "predict", "--checkpoint", str(ckpt), "--input", str(folder)]
-        segkit_s = _run([*cmd, "--output", str(root / "segkit"), *segkit_flags], "segkit predict")
+        segkit_s, said = _run([*cmd, "--output", str(root / "segkit"), *segkit_flags], "segkit predict")
         same = agreement(root / "plain", root / "segkit")
     return {
         "machine": machine_info(torch.device("cpu")),
         "images": n,
         "image_size": "as given" if images else "mixed: MIXED_SIZES" if mixed_sizes else "500x375",
         "segkit_flags": " ".join(segkit_flags) or "(defaults)",
+        "segkit_ran": _said_of(ckpt, said),  # its own line: engine, precision and why
         "plain_s": plain_s,
         "segkit_s": segkit_s,
         "plain_img_s": n / plain_s,
@@ -188,6 +196,7 @@ def format_predict(result: dict) -> str:
             f"segkit predict {result['segkit_flags']:<21} {result['segkit_s']:8.1f} s  "
             f"{result['segkit_img_s']:6.2f} img/s",
             f"speed-up {result['speedup']:.2f}x; mask pixels agreeing: {100 * result['pixels_agreeing']:.3f}%",
+            f"segkit predict ran: {result['segkit_ran'] or '(it did not say)'}",
         ]
     )
 
