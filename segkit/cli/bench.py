@@ -81,7 +81,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "weights), then times "
             "two whole processes over them: 'segkit predict' and the plain loop a user writes with timm + "
             "segmentation-models-pytorch (fp32, eager, one image at a time, same weights). Reports images/s, the "
-            "speed-up and the share of mask pixels on which the two agree."
+            "speed-up, the share of mask pixels on which the two agree, and what segkit predict said of the engine "
+            "and precision it ran (and why)."
         ),
     )
     bp.add_argument("--count", type=int, default=200, help="number of images (default: 200)")
